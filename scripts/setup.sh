@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages anneal needs that are missing, by name.
+# Usage: scripts/setup.sh [--bench]   (--bench adds the peers the benchmarks compare against)
+set -euo pipefail
+
+# package: why (keep README.md's table in step with this list)
+PACKAGES=(
+  gcc            # C11 compiler
+  make           # the front-end Makefile
+  cmake          # the build (3.25 on Debian 12)
+  pkg-config     # finds the libraries below
+  libjansson-dev # JSON: strict parsing, clear error positions
+  libpcre2-dev   # regex with Unicode classes: tokenizer pre-tokenizers
+  libssl-dev     # OpenSSL libcrypto: SHA-256, constant-time compare
+  clang          # libFuzzer fuzz targets (make fuzz)
+  libclang-rt-14-dev # clang's sanitizer and fuzzer runtimes
+)
+BENCH_PACKAGES=(
+  libsentencepiece-dev # the reference SentencePiece library, for the tokenizer benchmark
+  python3              # writes the SentencePiece model file for the benchmark
+)
+
+if [ "${1:-}" = "--bench" ]; then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || echo "setup: apt-get update failed; trying the install with the current lists" >&2
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,81 @@
+// The anneal command: dispatches `anneal <command> [subcommand] [flags]`.
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const cli_command COMMANDS[] = {
+    {"info", "version, CPU features and settings of this build", cmd_info},
+};
+static const size_t N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
+
+bool cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "anneal %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see: anneal %s --help)\n", cmd);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+int cli_fail(const char *cmd, const anneal_err *err) {
+    fprintf(stderr, "anneal %s: %s\n", cmd, anneal_err_msg(err));
+    return CLI_FAIL;
+}
+
+bool cli_parse_long(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static void print_help(FILE *f) {
+    fprintf(f, "usage: anneal <command> [subcommand] [flags]\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "  %-12s %s\n", "help", "this list; `anneal <command> --help` for one command");
+    fprintf(f, "\nflags: --version  print the version\n"
+               "environment: ANNEAL_THREADS (worker threads), ANNEAL_LOG (debug|info|warn|error|off),\n"
+               "             ANNEAL_LOG_FORMAT (text|json)\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_help(stderr);
+        return CLI_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("anneal %s\n", ANNEAL_VERSION);
+        return CLI_OK;
+    }
+    if (strcmp(name, "help") == 0 || cli_is_help(name)) {
+        if (argc >= 3 && !cli_is_help(argv[2])) {
+            for (size_t i = 0; i < N_COMMANDS; i++) {
+                if (strcmp(COMMANDS[i].name, argv[2]) == 0) {
+                    char *sub[] = {argv[2], "--help", NULL};
+                    return COMMANDS[i].run(2, sub);
+                }
+            }
+            fprintf(stderr, "anneal: unknown command '%s'\n", argv[2]);
+            return CLI_USAGE;
+        }
+        print_help(stdout);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(COMMANDS[i].name, name) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "anneal: unknown command '%s'\n", name);
+    print_help(stderr);
+    return CLI_USAGE;
+}
