@@ -18,6 +18,7 @@ PACKAGES=(
 BENCH_PACKAGES=(
   libsentencepiece-dev # the reference SentencePiece library, for the tokenizer benchmark
   python3              # writes the SentencePiece model file for the benchmark
+  g++                  # builds the SentencePiece reference program (C++)
 )
 
 if [ "${1:-}" = "--bench" ]; then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi

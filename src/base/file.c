@@ -51,26 +51,30 @@ anneal_status anneal_read_file(const char *path, size_t max_size, char **data, s
     *size = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return anneal_err_set(err, ANNEAL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
+    // Reads up to max_size + 1 bytes: one byte past the cap proves the file is too big.
+    size_t cap = max_size < 4096 ? max_size + 1 : 4096, n = 0;
     char *buf = anneal_malloc(cap + 1);
     anneal_status st = ANNEAL_OK;
     while (buf) {
         if (n == cap) {
-            if (cap >= max_size) {
-                st = anneal_err_set(err, ANNEAL_ERR_LIMIT, "%s: larger than the %zu-byte limit", path, max_size);
+            size_t ncap = cap > max_size / 2 ? max_size + 1 : cap * 2;
+            char *nb = anneal_realloc(buf, ncap + 1);
+            if (!nb) {
+                anneal_free(buf);
+                buf = NULL;
                 break;
             }
-            size_t ncap = cap * 2 > max_size ? max_size : cap * 2;
-            char *nb = anneal_realloc(buf, ncap + 1);
-            if (!nb) break;
             buf = nb;
             cap = ncap;
         }
         size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
+        if (n > max_size) {
+            st = anneal_err_set(err, ANNEAL_ERR_LIMIT, "%s: larger than the %zu-byte limit", path, max_size);
+            break;
+        }
         if (r == 0) {
             if (ferror(f)) st = anneal_err_set(err, ANNEAL_ERR_IO, "%s: read failed at byte %zu", path, n);
-            else if (n == cap && cap < max_size) continue; // exactly full: probe once more
             break;
         }
     }

@@ -6,7 +6,7 @@
 
 void *anneal_json_parse(const char *text, size_t len, const char *what, anneal_err *err) {
     json_error_t je;
-    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!v) {
         anneal_err_set(err, ANNEAL_ERR_FORMAT, "%s: invalid JSON at line %d, column %d (byte %d): %s",
                        what, je.line, je.column, je.position, je.text);

@@ -1,0 +1,306 @@
+// Tests for src/base: status names, error buffer, arena, files, UTF-8, SHA-256, JSON, threads.
+#include "anneal/base.h"
+#include "test.h"
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void test_status_and_err(void) {
+    CHECK_STR(anneal_status_str(ANNEAL_OK), "ok");
+    CHECK_STR(anneal_status_str(ANNEAL_ERR_FORMAT), "format error");
+    CHECK_STR(anneal_status_str((anneal_status)999), "unknown status");
+    // The numbers are ABI: pin them.
+    CHECK_EQ(ANNEAL_ERR_NOMEM, 1);
+    CHECK_EQ(ANNEAL_ERR_LIMIT, 8);
+    CHECK_EQ(ANNEAL_ERR_INTERNAL, 9);
+    anneal_err e = {0};
+    CHECK_STR(anneal_err_msg(&e), "ok");
+    CHECK_EQ(anneal_err_set(&e, ANNEAL_ERR_FORMAT, "first at offset %d", 12), ANNEAL_ERR_FORMAT);
+    CHECK_EQ(anneal_err_set(&e, ANNEAL_ERR_IO, "second"), ANNEAL_ERR_IO);
+    CHECK_EQ(e.status, ANNEAL_ERR_FORMAT);
+    CHECK_STR(anneal_err_msg(&e), "first at offset 12");
+    anneal_err_clear(&e);
+    CHECK_EQ(e.status, ANNEAL_OK);
+    CHECK_EQ(anneal_err_set(NULL, ANNEAL_ERR_IO, "no buffer"), ANNEAL_ERR_IO);
+}
+
+static void test_alloc(void) {
+    CHECK(anneal_calloc(SIZE_MAX / 2, 4) == NULL);
+    CHECK(anneal_realloc_array(NULL, SIZE_MAX / 8, 16) == NULL);
+    size_t out;
+    CHECK(!anneal_mul_ok(SIZE_MAX, 2, &out));
+    CHECK(anneal_mul_ok(1000, 1000, &out) && out == 1000000);
+    void *p = anneal_aligned_alloc(64, 100);
+    CHECK(p && ((uintptr_t)p & 63) == 0);
+    anneal_free(p);
+    char *s = anneal_strndup("hello world", 5);
+    CHECK_STR(s, "hello");
+    anneal_free(s);
+    anneal_free(NULL);
+}
+
+static void test_arena(void) {
+    anneal_arena a;
+    anneal_arena_init(&a, 256, 0);
+    uint8_t *first = anneal_arena_alloc(&a, 10, 1);
+    CHECK(first != NULL);
+    for (int i = 0; i < 1000; i++) {
+        size_t align = (size_t)1 << (i % 7);
+        uint8_t *p = anneal_arena_alloc(&a, (size_t)(i % 50) + 1, align);
+        CHECK(p != NULL && ((uintptr_t)p % align) == 0);
+        memset(p, 0xAB, (size_t)(i % 50) + 1);
+    }
+    uint8_t *big = anneal_arena_alloc(&a, 10000, 64); // larger than a chunk
+    CHECK(big && ((uintptr_t)big & 63) == 0);
+    memset(big, 1, 10000);
+    CHECK(anneal_arena_alloc(&a, 8, 3) == NULL); // not a power of two
+    char *d = anneal_arena_strndup(&a, "abcdef", 3);
+    CHECK_STR(d, "abc");
+    anneal_arena_reset(&a);
+    CHECK_EQ(a.used, 0);
+    CHECK(anneal_arena_alloc(&a, 16, 8) != NULL);
+    anneal_arena_free(&a);
+
+    anneal_arena capped;
+    anneal_arena_init(&capped, 64, 100);
+    CHECK(anneal_arena_alloc(&capped, 60, 1) != NULL);
+    CHECK(anneal_arena_alloc(&capped, 60, 1) == NULL); // past the cap
+    CHECK(anneal_arena_alloc(&capped, 40, 1) != NULL);
+    CHECK(anneal_arena_calloc(&capped, SIZE_MAX, 2, 1) == NULL);
+    anneal_arena_free(&capped);
+}
+
+static void test_files(void) {
+    char path[512], missing[512];
+    snprintf(path, sizeof path, "%s/data.bin", test_tmpdir());
+    snprintf(missing, sizeof missing, "%s/nope/data.bin", test_tmpdir());
+    anneal_err e = {0};
+    CHECK_EQ(anneal_write_file_atomic(path, "hello", 5, &e), ANNEAL_OK);
+    anneal_map m;
+    CHECK_EQ(anneal_map_file(path, &m, &e), ANNEAL_OK);
+    CHECK_EQ(m.size, 5);
+    CHECK(m.data && memcmp(m.data, "hello", 5) == 0);
+    anneal_unmap(&m);
+    CHECK(m.data == NULL);
+
+    // Replacing is atomic: a failed write leaves the old content and no temp file.
+    anneal_atomic_file f;
+    CHECK_EQ(anneal_atomic_open(&f, path, &e), ANNEAL_OK);
+    CHECK_EQ(anneal_atomic_write(&f, "new content", 11, &e), ANNEAL_OK);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s", f.tmp_path);
+    CHECK(access(tmp, F_OK) == 0);
+    anneal_atomic_abort(&f);
+    CHECK(access(tmp, F_OK) != 0);
+    char *data;
+    size_t size;
+    CHECK_EQ(anneal_read_file(path, 1 << 20, &data, &size, &e), ANNEAL_OK);
+    CHECK_EQ(size, 5);
+    CHECK_STR(data, "hello");
+    anneal_free(data);
+
+    CHECK_EQ(anneal_atomic_open(&f, path, &e), ANNEAL_OK);
+    CHECK_EQ(anneal_atomic_write(&f, "new content", 11, &e), ANNEAL_OK);
+    CHECK_EQ(anneal_atomic_commit(&f, &e), ANNEAL_OK);
+    CHECK_EQ(anneal_read_file(path, 1 << 20, &data, &size, &e), ANNEAL_OK);
+    CHECK_STR(data, "new content");
+    anneal_free(data);
+
+    // Size cap, exactly at and just past it.
+    CHECK_EQ(anneal_read_file(path, 11, &data, &size, &e), ANNEAL_OK);
+    anneal_free(data);
+    CHECK_EQ(anneal_read_file(path, 10, &data, &size, &e), ANNEAL_ERR_LIMIT);
+    CHECK(data == NULL);
+    CHECK_CONTAINS(e.msg, "limit");
+    anneal_err_clear(&e);
+
+    CHECK_EQ(anneal_map_file(missing, &m, &e), ANNEAL_ERR_IO);
+    CHECK_CONTAINS(e.msg, "nope/data.bin");
+    anneal_err_clear(&e);
+    CHECK_EQ(anneal_write_file_atomic(missing, "x", 1, &e), ANNEAL_ERR_IO);
+    anneal_err_clear(&e);
+    CHECK_EQ(anneal_map_file(test_tmpdir(), &m, &e), ANNEAL_ERR_IO); // a directory
+    CHECK_CONTAINS(e.msg, "not a regular file");
+    anneal_err_clear(&e);
+
+    char empty[512];
+    snprintf(empty, sizeof empty, "%s/empty", test_tmpdir());
+    CHECK_EQ(anneal_write_file_atomic(empty, "", 0, &e), ANNEAL_OK);
+    CHECK_EQ(anneal_map_file(empty, &m, &e), ANNEAL_OK);
+    CHECK(m.data == NULL && m.size == 0);
+    unlink(empty);
+    unlink(path);
+}
+
+static void test_utf8(void) {
+    uint32_t cp = 0;
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"A", 1, &cp), 1);
+    CHECK_EQ(cp, 'A');
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"\xC3\xA9", 2, &cp), 2);
+    CHECK_EQ(cp, 0xE9);
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"\xF0\x9F\xA6\x99", 4, &cp), 4); // llama emoji
+    CHECK_EQ(cp, 0x1F999);
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"\xC0\x80", 2, &cp), 0);         // overlong
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"\xED\xA0\x80", 3, &cp), 0);     // surrogate
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"\xF4\x90\x80\x80", 4, &cp), 0); // > U+10FFFF
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"\xF0\x9F\xA6", 3, &cp), 0);     // cut off
+    CHECK_EQ(anneal_utf8_decode((const uint8_t *)"\x80", 1, &cp), 0);
+    CHECK(anneal_utf8_incomplete((const uint8_t *)"\xF0\x9F\xA6", 3));
+    CHECK(anneal_utf8_incomplete((const uint8_t *)"\xE2", 1));
+    CHECK(!anneal_utf8_incomplete((const uint8_t *)"\xF0\x41", 2));
+    CHECK(!anneal_utf8_incomplete((const uint8_t *)"\xE0\x80", 2)); // would be overlong
+    CHECK(!anneal_utf8_incomplete((const uint8_t *)"A", 1));
+    char buf[4];
+    CHECK_EQ(anneal_utf8_encode(0x2581, buf), 3);
+    CHECK(memcmp(buf, "\xE2\x96\x81", 3) == 0);
+    CHECK_EQ(anneal_utf8_encode(0xD800, buf), 0);
+    CHECK_EQ(anneal_utf8_encode(0x110000, buf), 0);
+    // Every code point round-trips.
+    int bad = 0;
+    for (uint32_t c = 0; c <= 0x10FFFF; c++) {
+        size_t n = anneal_utf8_encode(c, buf);
+        if (c >= 0xD800 && c <= 0xDFFF) {
+            bad += n != 0;
+            continue;
+        }
+        uint32_t back;
+        if (n == 0 || anneal_utf8_decode((const uint8_t *)buf, n, &back) != n || back != c) bad++;
+    }
+    CHECK_EQ(bad, 0);
+}
+
+static void test_sha256(void) {
+    uint8_t d[32];
+    char hex[65];
+    CHECK_EQ(anneal_sha256_buf("abc", 3, d), ANNEAL_OK);
+    anneal_hex(d, 32, hex);
+    CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK_EQ(anneal_sha256_buf("", 0, d), ANNEAL_OK);
+    anneal_hex(d, 32, hex);
+    CHECK_STR(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    // Streaming in pieces equals one shot.
+    anneal_sha256 h;
+    CHECK_EQ(anneal_sha256_init(&h), ANNEAL_OK);
+    const char *msg = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    for (size_t i = 0; i < strlen(msg); i += 7)
+        anneal_sha256_update(&h, msg + i, strlen(msg) - i < 7 ? strlen(msg) - i : 7);
+    anneal_sha256_final(&h, d);
+    anneal_hex(d, 32, hex);
+    CHECK_STR(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    char path[512];
+    snprintf(path, sizeof path, "%s/abc.txt", test_tmpdir());
+    CHECK_EQ(anneal_write_file_atomic(path, "abc", 3, NULL), ANNEAL_OK);
+    uint8_t f[32];
+    CHECK_EQ(anneal_sha256_file(path, f, NULL), ANNEAL_OK);
+    CHECK_EQ(anneal_sha256_buf("abc", 3, d), ANNEAL_OK);
+    CHECK(memcmp(f, d, 32) == 0);
+    unlink(path);
+    CHECK(anneal_ct_equal("secret", "secret", 6));
+    CHECK(!anneal_ct_equal("secret", "secreT", 6));
+}
+
+static void test_json(void) {
+    anneal_err e = {0};
+    json_t *v = anneal_json_parse("{\"a\": [1, 2, 3]}", 16, "inline", &e);
+    CHECK(v != NULL);
+    CHECK_EQ(json_array_size(json_object_get(v, "a")), 3);
+    json_decref(v);
+    v = anneal_json_parse("{\"a\": 1,\n \"b\": }", 16, "body.json", &e);
+    CHECK(v == NULL);
+    CHECK_EQ(e.status, ANNEAL_ERR_FORMAT);
+    CHECK_CONTAINS(e.msg, "body.json: invalid JSON at line 2");
+    anneal_err_clear(&e);
+    v = anneal_json_parse("{\"a\": 1, \"a\": 2}", 16, "dup", &e);
+    CHECK(v == NULL); // duplicate keys are refused
+    anneal_err_clear(&e);
+
+    char path[512];
+    snprintf(path, sizeof path, "%s/str.json", test_tmpdir());
+    FILE *f = fopen(path, "w");
+    anneal_json_write_str(f, "a\"b\\\n\x01\xC3\xA9\xFF", 9);
+    fclose(f);
+    char *data;
+    size_t size;
+    CHECK_EQ(anneal_read_file(path, 4096, &data, &size, &e), ANNEAL_OK);
+    CHECK_STR(data, "\"a\\\"b\\\\\\n\\u0001\xC3\xA9\\ufffd\"");
+    v = anneal_json_parse(data, size, "written", &e);
+    CHECK(v && json_is_string(v));
+    json_decref(v);
+    anneal_free(data);
+    unlink(path);
+}
+
+static void test_threads_time(void) {
+    int n = anneal_thread_count();
+    CHECK(n >= 1);
+    setenv("ANNEAL_THREADS", "3", 1);
+    CHECK_EQ(anneal_thread_count(), 3);
+    anneal_log_set_level(ANNEAL_LOG_ERROR); // the bad value below warns
+    setenv("ANNEAL_THREADS", "zero", 1);
+    CHECK_EQ(anneal_thread_count(), n);
+    unsetenv("ANNEAL_THREADS");
+    uint64_t t0 = anneal_time_ns();
+    usleep(2000);
+    uint64_t t1 = anneal_time_ns();
+    CHECK(t1 - t0 >= 2000000);
+    char buf[32];
+    anneal_time_utc(buf, sizeof buf);
+    CHECK_EQ(strlen(buf), 20);
+    CHECK(buf[10] == 'T' && buf[19] == 'Z');
+    anneal_log_level l;
+    CHECK_EQ(anneal_log_level_parse("WARN", &l), ANNEAL_OK);
+    CHECK_EQ(l, ANNEAL_LOG_WARN);
+    CHECK_EQ(anneal_log_level_parse("loud", &l), ANNEAL_ERR_INVALID_ARG);
+}
+
+static void test_log_json(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/log.txt", test_tmpdir());
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    close(fd);
+    anneal_log_set_level(ANNEAL_LOG_INFO);
+    anneal_log_set_json(true);
+    anneal_log(ANNEAL_LOG_INFO, "req-42", "loaded \"%s\"", "model.gguf");
+    anneal_log(ANNEAL_LOG_DEBUG, NULL, "hidden");
+    anneal_log_set_json(false);
+    anneal_log(ANNEAL_LOG_WARN, NULL, "plain");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char *data;
+    size_t size;
+    CHECK_EQ(anneal_read_file(path, 4096, &data, &size, NULL), ANNEAL_OK);
+    char *nl = strchr(data, '\n');
+    CHECK(nl != NULL);
+    if (nl) {
+        json_t *v = anneal_json_parse(data, (size_t)(nl - data), "log line", NULL);
+        CHECK(v != NULL);
+        CHECK_STR(json_string_value(json_object_get(v, "level")), "info");
+        CHECK_STR(json_string_value(json_object_get(v, "req")), "req-42");
+        CHECK_STR(json_string_value(json_object_get(v, "msg")), "loaded \"model.gguf\"");
+        json_decref(v);
+        CHECK_CONTAINS(nl + 1, " warn plain\n");
+        CHECK(strstr(data, "hidden") == NULL);
+    }
+    anneal_free(data);
+    unlink(path);
+}
+
+int main(void) {
+    RUN(test_status_and_err);
+    RUN(test_alloc);
+    RUN(test_arena);
+    RUN(test_files);
+    RUN(test_utf8);
+    RUN(test_sha256);
+    RUN(test_json);
+    RUN(test_threads_time);
+    RUN(test_log_json);
+    rmdir(test_tmpdir());
+    return TEST_EXIT();
+}
