@@ -67,7 +67,7 @@ typedef struct anneal_gguf_kv {
 
 typedef struct anneal_gguf_tensor {
     anneal_gguf_str name;
-    uint32_t n_dims;
+    uint32_t n_dims;                     // 0..4 as stored (ggml accepts 0: a scalar)
     uint64_t dims[ANNEAL_GGUF_MAX_DIMS]; // innermost first; unused dims are 1
     uint32_t type;                       // ggml type id; may be one we do not know
     uint64_t offset;                     // relative to the data section
@@ -78,9 +78,11 @@ typedef struct anneal_gguf_tensor {
 typedef struct anneal_gguf anneal_gguf; // opaque, read-only once opened
 
 // Opens and validates a file (mmap'd; tensor data is never copied). On failure *out is
-// NULL and err says what is wrong and at which byte offset. Free with anneal_gguf_close.
+// NULL and err reads "PATH: at offset N: [key 'k': | tensor 't': ]what". Free with
+// anneal_gguf_close. The handle is read-only: any number of threads may use it at once.
+// Versions 2 and 3 are read. docs/formats.md lists every check.
 anneal_status anneal_gguf_open(const char *path, anneal_gguf **out, anneal_err *err);
-// Same over a caller's buffer, which must outlive the handle.
+// Same over a caller's buffer, which must outlive the handle (messages have no path).
 anneal_status anneal_gguf_open_memory(const void *data, size_t size, anneal_gguf **out,
                                       anneal_err *err);
 void anneal_gguf_close(anneal_gguf *g);
@@ -88,6 +90,9 @@ void anneal_gguf_close(anneal_gguf *g);
 uint32_t anneal_gguf_version(const anneal_gguf *g);
 uint64_t anneal_gguf_alignment(const anneal_gguf *g);
 uint64_t anneal_gguf_data_offset(const anneal_gguf *g); // file offset of the data section
+// Bytes of header, key/values and tensor infos, before the padding to the data section.
+// Files without tensors may end here (gguf-py writes no padding then; ggml does).
+uint64_t anneal_gguf_meta_size(const anneal_gguf *g);
 uint64_t anneal_gguf_file_size(const anneal_gguf *g);
 
 uint64_t anneal_gguf_n_kv(const anneal_gguf *g);
@@ -112,7 +117,8 @@ anneal_status anneal_gguf_get_str(const anneal_gguf *g, const char *key, anneal_
 anneal_status anneal_gguf_get_arr(const anneal_gguf *g, const char *key, anneal_gguf_type elem,
                                   const anneal_gguf_value **out, anneal_err *err);
 
-// Element i of a scalar array, converted. No bounds check beyond i < n (caller's job).
+// Element i of a scalar array, converted; 0 when i >= n or arr is not a scalar array.
+// arr_i64 saturates u64 values above INT64_MAX and truncates floats (NaN gives 0).
 double anneal_gguf_arr_f64(const anneal_gguf_value *arr, uint64_t i);
 int64_t anneal_gguf_arr_i64(const anneal_gguf_value *arr, uint64_t i);
 
@@ -123,6 +129,8 @@ const anneal_gguf_tensor *anneal_gguf_find_tensor(const anneal_gguf *g, const ch
 // ---- writing ------------------------------------------------------------------
 // A writer collects key/values and tensors in order, then writes the file atomically
 // (anneal_atomic_*). Keys and names are copied; tensor data is borrowed until write.
+// A failing call returns its status and also records the first failure in the writer,
+// which anneal_gguf_writer_write then reports (so a sequence of calls can be checked once).
 typedef struct anneal_gguf_writer anneal_gguf_writer;
 
 anneal_gguf_writer *anneal_gguf_writer_new(void); // NULL on out of memory
@@ -137,15 +145,22 @@ anneal_status anneal_gguf_writer_set_str(anneal_gguf_writer *w, const char *key,
 // Any value, deep-copied (used to copy key/values from an open file).
 anneal_status anneal_gguf_writer_set_value(anneal_gguf_writer *w, const char *key,
                                            const anneal_gguf_value *v);
+// ANNEAL_ERR_NOT_FOUND (not recorded in the writer) when the key is absent.
 anneal_status anneal_gguf_writer_remove(anneal_gguf_writer *w, const char *key);
-// Adds a tensor (dims innermost first). nbytes must match the type's size for dims.
+// Adds a tensor (dims innermost first, n_dims 0..4). nbytes must match the type's size for
+// dims; the type must be known (ANNEAL_ERR_UNSUPPORTED otherwise); names must be unique
+// and shorter than 64 bytes (llama.cpp's limit).
 anneal_status anneal_gguf_writer_add_tensor(anneal_gguf_writer *w, const char *name, uint32_t type,
                                             uint32_t n_dims, const uint64_t *dims,
                                             const void *data, uint64_t nbytes);
-// Copies every key/value and tensor of g, in order (tensor data borrowed from g).
+// Copies every key/value and tensor of g, in order (tensor data borrowed from g, which
+// must stay open until write). A tensor of unknown type cannot be copied
+// (ANNEAL_ERR_UNSUPPORTED naming it). Copy then write reproduces a ggml or gguf-py file
+// byte for byte, including whether a file without tensors is padded after its metadata.
 anneal_status anneal_gguf_writer_copy(anneal_gguf_writer *w, const anneal_gguf *g);
-// Writes the file atomically. Tensors are laid out in order, each at the next multiple of
-// general.alignment. The first error is kept in the writer's error buffer.
+// Writes the file atomically (version 3). Tensors are laid out in order, each at the next
+// multiple of general.alignment (must be a u32 power of two; default 32), zero-padded.
+// Returns the first error recorded by earlier calls, if any, else this write's status.
 anneal_status anneal_gguf_writer_write(anneal_gguf_writer *w, const char *path, anneal_err *err);
 
 #ifdef __cplusplus

@@ -42,7 +42,8 @@ typedef enum anneal_type {
     ANNEAL_TYPE_BF16 = 30,
     ANNEAL_TYPE_TQ1_0 = 34,
     ANNEAL_TYPE_TQ2_0 = 35,
-    ANNEAL_TYPE_COUNT = 36,
+    ANNEAL_TYPE_MXFP4 = 39,
+    ANNEAL_TYPE_COUNT = 40,
 } anneal_type;
 
 typedef struct anneal_type_info {

@@ -9,6 +9,7 @@
 
 static const cli_command COMMANDS[] = {
     {"info", "version, CPU features and settings of this build", cmd_info},
+    {"gguf", "inspect and verify GGUF files", cmd_gguf},
 };
 static const size_t N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

@@ -35,6 +35,7 @@ static const anneal_type_info TYPES[ANNEAL_TYPE_COUNT] = {
     [ANNEAL_TYPE_BF16] = {"bf16", 1, 2},
     [ANNEAL_TYPE_TQ1_0] = {"tq1_0", 256, 54},
     [ANNEAL_TYPE_TQ2_0] = {"tq2_0", 256, 66},
+    [ANNEAL_TYPE_MXFP4] = {"mxfp4", 32, 17},
 };
 
 const anneal_type_info *anneal_type_get(uint32_t type) {

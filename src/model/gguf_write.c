@@ -1,0 +1,653 @@
+// GGUF writer: collects key/values (in insertion order) and tensors, then streams the file
+// through an atomic temp-file write with ggml's layout, so a copy of a ggml or gguf-py file
+// comes out byte for byte the same.
+#include "anneal/gguf.h"
+
+#include "anneal/tensor.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_DEPTH 8               // same nesting cap as the reader
+#define GGML_MAX_NAME 64          // ggml refuses tensor names of this many bytes or more
+#define OUT_BUF_SIZE (256 * 1024) // metadata is buffered; tensor data is written straight through
+
+typedef struct wkv {
+    char *key; // arena, NUL-terminated; may hold NUL bytes when copied from a file
+    uint64_t key_len;
+    anneal_gguf_value v; // deep copy in the arena
+} wkv;
+
+typedef struct wtensor {
+    char *name;
+    uint64_t name_len;
+    uint32_t n_dims, type;
+    uint64_t dims[ANNEAL_GGUF_MAX_DIMS];
+    const void *data; // borrowed until write
+    uint64_t nbytes;
+} wtensor;
+
+// A name index: open addressing, slot = entry index + 1, rebuilt on growth and removal.
+typedef struct windex {
+    uint64_t *slots;
+    uint64_t mask;
+} windex;
+
+struct anneal_gguf_writer {
+    anneal_arena arena; // keys, names and copied values; replaced values stay until free
+    wkv *kvs;
+    size_t n_kv, cap_kv;
+    wtensor *ts;
+    size_t n_t, cap_t;
+    windex kv_idx, t_idx;
+    bool pad_empty; // pad after the tensor infos even when there are no tensors (ggml does)
+    anneal_err err; // first failure of any call; write() reports it
+};
+
+static const uint8_t SCALAR_SIZE[ANNEAL_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+
+static bool is_scalar(uint32_t t) {
+    return t < ANNEAL_GGUF_TYPE_COUNT && SCALAR_SIZE[t] != 0;
+}
+
+static uint64_t hash_bytes(const void *s, uint64_t n) {
+    const uint8_t *p = s;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint64_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// Printable form of a name for messages (ASCII kept, others \xNN, long ones cut).
+static const char *shown(char *buf, size_t cap, const char *s, uint64_t len) {
+    size_t o = 0;
+    for (uint64_t i = 0; i < len; i++) {
+        if (o + 8 >= cap || i >= 96) {
+            snprintf(buf + o, cap - o, "...");
+            return buf;
+        }
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'')
+            buf[o++] = (char)c;
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+// ---- name indexes -------------------------------------------------------------------
+
+static void entry_name(const void *base, size_t stride, size_t name_off, size_t len_off, size_t i,
+                       const char **name, uint64_t *len) {
+    const char *entry = (const char *)base + i * stride;
+    memcpy(name, entry + name_off, sizeof *name);
+    memcpy(len, entry + len_off, sizeof *len);
+}
+
+// Rebuilds idx over the first n entries of an array of wkv or wtensor (laid out by stride,
+// with the name pointer and length at the given offsets).
+static bool index_rebuild(windex *idx, size_t n, const void *base, size_t stride, size_t name_off,
+                          size_t len_off) {
+    uint64_t cap = 16;
+    while (cap < 2 * (uint64_t)n + 2)
+        cap *= 2;
+    uint64_t *slots = anneal_calloc(cap, sizeof *slots);
+    if (!slots) return false;
+    for (size_t i = 0; i < n; i++) {
+        const char *name;
+        uint64_t len;
+        entry_name(base, stride, name_off, len_off, i, &name, &len);
+        uint64_t h = hash_bytes(name, len) & (cap - 1);
+        while (slots[h])
+            h = (h + 1) & (cap - 1);
+        slots[h] = i + 1;
+    }
+    anneal_free(idx->slots);
+    idx->slots = slots;
+    idx->mask = cap - 1;
+    return true;
+}
+
+// Adds entry n-1 (just appended); grows the table when it would be over half full.
+static bool index_add(windex *idx, size_t n, const void *base, size_t stride, size_t name_off,
+                      size_t len_off) {
+    if (!idx->slots || 2 * (uint64_t)n + 2 > idx->mask + 1)
+        return index_rebuild(idx, n, base, stride, name_off, len_off);
+    const char *name;
+    uint64_t len;
+    entry_name(base, stride, name_off, len_off, n - 1, &name, &len);
+    uint64_t h = hash_bytes(name, len) & idx->mask;
+    while (idx->slots[h])
+        h = (h + 1) & idx->mask;
+    idx->slots[h] = n;
+    return true;
+}
+
+static size_t index_find(const windex *idx, const void *base, size_t stride, size_t name_off,
+                         size_t len_off, const char *s, uint64_t n) {
+    if (!idx->slots) return SIZE_MAX;
+    for (uint64_t h = hash_bytes(s, n) & idx->mask;; h = (h + 1) & idx->mask) {
+        uint64_t e = idx->slots[h];
+        if (!e) return SIZE_MAX;
+        const char *name;
+        uint64_t len;
+        entry_name(base, stride, name_off, len_off, (size_t)(e - 1), &name, &len);
+        if (len == n && memcmp(name, s, n) == 0) return (size_t)(e - 1);
+    }
+}
+
+#define KV_INDEX_ARGS w->kvs, sizeof(wkv), offsetof(wkv, key), offsetof(wkv, key_len)
+#define T_INDEX_ARGS w->ts, sizeof(wtensor), offsetof(wtensor, name), offsetof(wtensor, name_len)
+
+// ---- lifetime -----------------------------------------------------------------------
+
+anneal_gguf_writer *anneal_gguf_writer_new(void) {
+    anneal_gguf_writer *w = anneal_calloc(1, sizeof *w);
+    if (!w) return NULL;
+    anneal_arena_init(&w->arena, 64 * 1024, 0);
+    w->pad_empty = true;
+    return w;
+}
+
+void anneal_gguf_writer_free(anneal_gguf_writer *w) {
+    if (!w) return;
+    anneal_arena_free(&w->arena);
+    anneal_free(w->kvs);
+    anneal_free(w->ts);
+    anneal_free(w->kv_idx.slots);
+    anneal_free(w->t_idx.slots);
+    anneal_free(w);
+}
+
+// ---- key/values ---------------------------------------------------------------------
+
+static anneal_status copy_value(anneal_gguf_writer *w, const char *key, anneal_gguf_value *dst,
+                                const anneal_gguf_value *src, int depth);
+
+static anneal_status bad(anneal_gguf_writer *w, anneal_status st, const char *key,
+                         const char *what) {
+    return anneal_err_set(&w->err, st, "key '%s': %s", key, what);
+}
+
+static anneal_status check_scalar(anneal_gguf_writer *w, const char *key,
+                                  const anneal_gguf_value *v) {
+    static const uint64_t umax[] = {[ANNEAL_GGUF_UINT8] = UINT8_MAX,
+                                    [ANNEAL_GGUF_UINT16] = UINT16_MAX,
+                                    [ANNEAL_GGUF_UINT32] = UINT32_MAX,
+                                    [ANNEAL_GGUF_UINT64] = UINT64_MAX};
+    switch (v->type) {
+    case ANNEAL_GGUF_UINT8:
+    case ANNEAL_GGUF_UINT16:
+    case ANNEAL_GGUF_UINT32:
+    case ANNEAL_GGUF_UINT64:
+        if (v->u64 > umax[v->type])
+            return bad(w, ANNEAL_ERR_RANGE, key, "value does not fit its type");
+        return ANNEAL_OK;
+    case ANNEAL_GGUF_INT8:
+        if (v->i64 < INT8_MIN || v->i64 > INT8_MAX)
+            return bad(w, ANNEAL_ERR_RANGE, key, "value does not fit i8");
+        return ANNEAL_OK;
+    case ANNEAL_GGUF_INT16:
+        if (v->i64 < INT16_MIN || v->i64 > INT16_MAX)
+            return bad(w, ANNEAL_ERR_RANGE, key, "value does not fit i16");
+        return ANNEAL_OK;
+    case ANNEAL_GGUF_INT32:
+        if (v->i64 < INT32_MIN || v->i64 > INT32_MAX)
+            return bad(w, ANNEAL_ERR_RANGE, key, "value does not fit i32");
+        return ANNEAL_OK;
+    default:
+        return ANNEAL_OK;
+    }
+}
+
+static anneal_status copy_bytes(anneal_gguf_writer *w, const char *key, const void *src, uint64_t n,
+                                const void **out) {
+    if (n == 0) {
+        *out = "";
+        return ANNEAL_OK;
+    }
+    if (!src) return bad(w, ANNEAL_ERR_INVALID_ARG, key, "NULL data for a non-empty value");
+    if (n > SIZE_MAX / 2) return bad(w, ANNEAL_ERR_NOMEM, key, "value too large");
+    void *d = anneal_arena_alloc(&w->arena, (size_t)n, 8);
+    if (!d) return bad(w, ANNEAL_ERR_NOMEM, key, "out of memory copying the value");
+    memcpy(d, src, (size_t)n);
+    *out = d;
+    return ANNEAL_OK;
+}
+
+static anneal_status copy_array(anneal_gguf_writer *w, const char *key, anneal_gguf_value *dst,
+                                const anneal_gguf_value *src, int depth) {
+    if (depth >= MAX_DEPTH) return bad(w, ANNEAL_ERR_LIMIT, key, "arrays nested more than 8 deep");
+    uint32_t elem = src->arr.elem;
+    uint64_t n = src->arr.n;
+    if (elem >= ANNEAL_GGUF_TYPE_COUNT)
+        return bad(w, ANNEAL_ERR_INVALID_ARG, key, "bad array element type");
+    dst->type = ANNEAL_GGUF_ARRAY;
+    dst->arr.elem = (anneal_gguf_type)elem;
+    dst->arr.n = n;
+    dst->arr.data = NULL;
+    dst->arr.strs = NULL;
+    dst->arr.vals = NULL;
+    if (is_scalar(elem)) {
+        if (n > UINT64_MAX / SCALAR_SIZE[elem])
+            return bad(w, ANNEAL_ERR_RANGE, key, "array too large");
+        if (elem == ANNEAL_GGUF_BOOL && src->arr.data)
+            for (uint64_t i = 0; i < n; i++)
+                if (src->arr.data[i] > 1)
+                    return bad(w, ANNEAL_ERR_INVALID_ARG, key, "bool element not 0 or 1");
+        const void *d;
+        anneal_status st = copy_bytes(w, key, src->arr.data, n * SCALAR_SIZE[elem], &d);
+        dst->arr.data = d;
+        return st;
+    }
+    if (n == 0) return ANNEAL_OK;
+    size_t esize = elem == ANNEAL_GGUF_STRING ? sizeof(anneal_gguf_str) : sizeof(anneal_gguf_value);
+    const void *srcp =
+        elem == ANNEAL_GGUF_STRING ? (const void *)src->arr.strs : (const void *)src->arr.vals;
+    if (!srcp) return bad(w, ANNEAL_ERR_INVALID_ARG, key, "NULL elements for a non-empty array");
+    if (n > SIZE_MAX / esize) return bad(w, ANNEAL_ERR_NOMEM, key, "array too large");
+    void *arr = anneal_arena_alloc(&w->arena, (size_t)n * esize, 8);
+    if (!arr) return bad(w, ANNEAL_ERR_NOMEM, key, "out of memory copying the array");
+    if (elem == ANNEAL_GGUF_STRING) {
+        anneal_gguf_str *strs = arr;
+        for (uint64_t i = 0; i < n; i++) {
+            const void *p;
+            anneal_status st = copy_bytes(w, key, src->arr.strs[i].ptr, src->arr.strs[i].len, &p);
+            if (st) return st;
+            strs[i].ptr = p;
+            strs[i].len = src->arr.strs[i].len;
+        }
+        dst->arr.strs = strs;
+        return ANNEAL_OK;
+    }
+    anneal_gguf_value *vals = arr;
+    for (uint64_t i = 0; i < n; i++) {
+        if (src->arr.vals[i].type != ANNEAL_GGUF_ARRAY)
+            return bad(w, ANNEAL_ERR_INVALID_ARG, key,
+                       "element of an array of arrays is not an array");
+        anneal_status st = copy_array(w, key, &vals[i], &src->arr.vals[i], depth + 1);
+        if (st) return st;
+    }
+    dst->arr.vals = vals;
+    return ANNEAL_OK;
+}
+
+static anneal_status copy_value(anneal_gguf_writer *w, const char *key, anneal_gguf_value *dst,
+                                const anneal_gguf_value *src, int depth) {
+    if ((unsigned)src->type >= ANNEAL_GGUF_TYPE_COUNT)
+        return bad(w, ANNEAL_ERR_INVALID_ARG, key, "not a GGUF value type");
+    if (src->type == ANNEAL_GGUF_ARRAY) return copy_array(w, key, dst, src, depth);
+    if (src->type == ANNEAL_GGUF_STRING) {
+        const void *p;
+        anneal_status st = copy_bytes(w, key, src->str.ptr, src->str.len, &p);
+        dst->type = ANNEAL_GGUF_STRING;
+        dst->str.ptr = p;
+        dst->str.len = src->str.len;
+        return st;
+    }
+    anneal_status st = check_scalar(w, key, src);
+    if (!st) *dst = *src;
+    return st;
+}
+
+static anneal_status set_value(anneal_gguf_writer *w, const char *key, uint64_t key_len,
+                               const anneal_gguf_value *v) {
+    char shown_key[200];
+    shown(shown_key, sizeof shown_key, key ? key : "", key ? key_len : 0);
+    if (!key || key_len == 0) return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "empty key");
+    if (!v) return bad(w, ANNEAL_ERR_INVALID_ARG, shown_key, "NULL value");
+    anneal_gguf_value copy;
+    anneal_status st = copy_value(w, shown_key, &copy, v, 0);
+    if (st) return st;
+    size_t at = index_find(&w->kv_idx, KV_INDEX_ARGS, key, key_len);
+    if (at != SIZE_MAX) {
+        w->kvs[at].v = copy;
+        return ANNEAL_OK;
+    }
+    if (w->n_kv == w->cap_kv) {
+        size_t cap = w->cap_kv ? w->cap_kv * 2 : 16;
+        wkv *kvs = anneal_realloc_array(w->kvs, cap, sizeof *kvs);
+        if (!kvs) return bad(w, ANNEAL_ERR_NOMEM, shown_key, "out of memory");
+        w->kvs = kvs;
+        w->cap_kv = cap;
+    }
+    char *k = anneal_arena_strndup(&w->arena, key, (size_t)key_len);
+    if (!k) return bad(w, ANNEAL_ERR_NOMEM, shown_key, "out of memory");
+    w->kvs[w->n_kv++] = (wkv){k, key_len, copy};
+    if (!index_add(&w->kv_idx, w->n_kv, KV_INDEX_ARGS)) {
+        w->n_kv--;
+        return bad(w, ANNEAL_ERR_NOMEM, shown_key, "out of memory");
+    }
+    return ANNEAL_OK;
+}
+
+anneal_status anneal_gguf_writer_set_value(anneal_gguf_writer *w, const char *key,
+                                           const anneal_gguf_value *v) {
+    return set_value(w, key, key ? strlen(key) : 0, v);
+}
+
+static anneal_status set_scalar(anneal_gguf_writer *w, const char *key, anneal_gguf_value v) {
+    return set_value(w, key, key ? strlen(key) : 0, &v);
+}
+
+anneal_status anneal_gguf_writer_set_u32(anneal_gguf_writer *w, const char *key, uint32_t v) {
+    return set_scalar(w, key, (anneal_gguf_value){.type = ANNEAL_GGUF_UINT32, .u64 = v});
+}
+anneal_status anneal_gguf_writer_set_i32(anneal_gguf_writer *w, const char *key, int32_t v) {
+    return set_scalar(w, key, (anneal_gguf_value){.type = ANNEAL_GGUF_INT32, .i64 = v});
+}
+anneal_status anneal_gguf_writer_set_u64(anneal_gguf_writer *w, const char *key, uint64_t v) {
+    return set_scalar(w, key, (anneal_gguf_value){.type = ANNEAL_GGUF_UINT64, .u64 = v});
+}
+anneal_status anneal_gguf_writer_set_f32(anneal_gguf_writer *w, const char *key, float v) {
+    return set_scalar(w, key, (anneal_gguf_value){.type = ANNEAL_GGUF_FLOAT32, .f64 = v});
+}
+anneal_status anneal_gguf_writer_set_bool(anneal_gguf_writer *w, const char *key, bool v) {
+    return set_scalar(w, key, (anneal_gguf_value){.type = ANNEAL_GGUF_BOOL, .b = v});
+}
+anneal_status anneal_gguf_writer_set_str(anneal_gguf_writer *w, const char *key, const char *s) {
+    anneal_gguf_value v = {.type = ANNEAL_GGUF_STRING};
+    v.str.ptr = s;
+    v.str.len = s ? strlen(s) : 0;
+    return set_scalar(w, key, v);
+}
+
+anneal_status anneal_gguf_writer_remove(anneal_gguf_writer *w, const char *key) {
+    size_t at = key ? index_find(&w->kv_idx, KV_INDEX_ARGS, key, strlen(key)) : SIZE_MAX;
+    if (at == SIZE_MAX) return ANNEAL_ERR_NOT_FOUND;
+    memmove(&w->kvs[at], &w->kvs[at + 1], (w->n_kv - at - 1) * sizeof *w->kvs);
+    w->n_kv--;
+    if (!index_rebuild(&w->kv_idx, w->n_kv, KV_INDEX_ARGS)) {
+        anneal_free(w->kv_idx.slots); // a stale index would point at moved entries
+        w->kv_idx.slots = NULL;
+        return anneal_err_set(&w->err, ANNEAL_ERR_NOMEM, "out of memory removing key '%s'", key);
+    }
+    return ANNEAL_OK;
+}
+
+// ---- tensors ------------------------------------------------------------------------
+
+static anneal_status add_tensor(anneal_gguf_writer *w, const char *name, uint64_t name_len,
+                                uint32_t type, uint32_t n_dims, const uint64_t *dims,
+                                const void *data, uint64_t nbytes) {
+    char sn[200];
+    shown(sn, sizeof sn, name ? name : "", name ? name_len : 0);
+    if (!name || name_len == 0)
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "empty tensor name");
+    if (name_len >= GGML_MAX_NAME)
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG,
+                              "tensor '%s': name is %" PRIu64 " bytes (llama.cpp reads at most %d)",
+                              sn, name_len, GGML_MAX_NAME - 1);
+    if (index_find(&w->t_idx, T_INDEX_ARGS, name, name_len) != SIZE_MAX)
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "tensor '%s': duplicate name", sn);
+    if (n_dims > ANNEAL_GGUF_MAX_DIMS || (n_dims && !dims))
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG,
+                              "tensor '%s': n_dims %" PRIu32 " (at most 4)", sn, n_dims);
+    const anneal_type_info *ti = anneal_type_get(type);
+    if (!ti)
+        return anneal_err_set(&w->err, ANNEAL_ERR_UNSUPPORTED,
+                              "tensor '%s': type %" PRIu32
+                              " is unknown, so its size and data cannot be written",
+                              sn, type);
+    wtensor t = {.n_dims = n_dims, .type = type, .data = data, .nbytes = nbytes};
+    uint64_t n_elems = 1;
+    for (uint32_t d = 0; d < ANNEAL_GGUF_MAX_DIMS; d++) {
+        t.dims[d] = d < n_dims ? dims[d] : 1;
+        if (t.dims[d] > (uint64_t)INT64_MAX ||
+            __builtin_mul_overflow(n_elems, t.dims[d], &n_elems) || n_elems > (uint64_t)INT64_MAX)
+            return anneal_err_set(&w->err, ANNEAL_ERR_RANGE, "tensor '%s': element count overflows",
+                                  sn);
+    }
+    uint64_t want;
+    if (t.dims[0] % ti->block_size != 0 || anneal_type_nbytes(type, n_elems, &want) != ANNEAL_OK)
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG,
+                              "tensor '%s': dims do not fit whole %s blocks of %" PRIu32, sn,
+                              ti->name, ti->block_size);
+    if (want != nbytes)
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG,
+                              "tensor '%s': %" PRIu64 " bytes given, %s dims need %" PRIu64, sn,
+                              nbytes, ti->name, want);
+    if (nbytes && !data)
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "tensor '%s': NULL data", sn);
+    if (w->n_t == w->cap_t) {
+        size_t cap = w->cap_t ? w->cap_t * 2 : 16;
+        wtensor *ts = anneal_realloc_array(w->ts, cap, sizeof *ts);
+        if (!ts) return anneal_err_set(&w->err, ANNEAL_ERR_NOMEM, "tensor '%s': out of memory", sn);
+        w->ts = ts;
+        w->cap_t = cap;
+    }
+    t.name = anneal_arena_strndup(&w->arena, name, (size_t)name_len);
+    t.name_len = name_len;
+    if (!t.name) return anneal_err_set(&w->err, ANNEAL_ERR_NOMEM, "tensor '%s': out of memory", sn);
+    w->ts[w->n_t++] = t;
+    if (!index_add(&w->t_idx, w->n_t, T_INDEX_ARGS)) {
+        w->n_t--;
+        return anneal_err_set(&w->err, ANNEAL_ERR_NOMEM, "tensor '%s': out of memory", sn);
+    }
+    return ANNEAL_OK;
+}
+
+anneal_status anneal_gguf_writer_add_tensor(anneal_gguf_writer *w, const char *name, uint32_t type,
+                                            uint32_t n_dims, const uint64_t *dims, const void *data,
+                                            uint64_t nbytes) {
+    return add_tensor(w, name, name ? strlen(name) : 0, type, n_dims, dims, data, nbytes);
+}
+
+anneal_status anneal_gguf_writer_copy(anneal_gguf_writer *w, const anneal_gguf *g) {
+    for (uint64_t i = 0; i < anneal_gguf_n_kv(g); i++) {
+        const anneal_gguf_kv *kv = anneal_gguf_kv_at(g, i);
+        anneal_status st = set_value(w, kv->key.ptr, kv->key.len, &kv->value);
+        if (st) return st;
+    }
+    for (uint64_t i = 0; i < anneal_gguf_n_tensors(g); i++) {
+        const anneal_gguf_tensor *t = anneal_gguf_tensor_at(g, i);
+        anneal_status st = add_tensor(w, t->name.ptr, t->name.len, t->type, t->n_dims, t->dims,
+                                      t->data, t->nbytes);
+        if (st) return st;
+    }
+    // gguf-py ends a file without tensors right after the metadata; ggml pads it. Keep
+    // whichever the source did so that a copy is identical.
+    if (anneal_gguf_n_tensors(g) == 0)
+        w->pad_empty = anneal_gguf_file_size(g) > anneal_gguf_meta_size(g);
+    return ANNEAL_OK;
+}
+
+// ---- output -------------------------------------------------------------------------
+
+typedef struct out {
+    anneal_atomic_file f;
+    uint8_t *buf;
+    size_t n;
+    anneal_status st;
+    anneal_err *err;
+} out;
+
+static void flush(out *o) {
+    if (o->st || o->n == 0) return;
+    o->st = anneal_atomic_write(&o->f, o->buf, o->n, o->err);
+    o->n = 0;
+}
+
+static void emit(out *o, const void *p, uint64_t n) {
+    if (o->st) return;
+    if (n >= OUT_BUF_SIZE) {
+        flush(o);
+        const uint8_t *b = p;
+        while (n > 0 && !o->st) { // chunks keep each write(2) within size_t on any platform
+            size_t k = n > (1u << 30) ? (1u << 30) : (size_t)n;
+            o->st = anneal_atomic_write(&o->f, b, k, o->err);
+            b += k;
+            n -= k;
+        }
+        return;
+    }
+    if (o->n + n > OUT_BUF_SIZE) flush(o);
+    memcpy(o->buf + o->n, p, (size_t)n);
+    o->n += (size_t)n;
+}
+
+static void emit_u32(out *o, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    emit(o, b, 4);
+}
+
+static void emit_u64(out *o, uint64_t v) {
+    emit_u32(o, (uint32_t)v);
+    emit_u32(o, (uint32_t)(v >> 32));
+}
+
+static void emit_str(out *o, const char *s, uint64_t n) {
+    emit_u64(o, n);
+    emit(o, s, n);
+}
+
+static void emit_zeros(out *o, uint64_t n) {
+    static const uint8_t zeros[64];
+    while (n > 0) {
+        uint64_t k = n > sizeof zeros ? sizeof zeros : n;
+        emit(o, zeros, k);
+        n -= k;
+    }
+}
+
+static void emit_scalar(out *o, const anneal_gguf_value *v) {
+    switch (v->type) {
+    case ANNEAL_GGUF_UINT8:
+    case ANNEAL_GGUF_INT8: {
+        uint8_t b = (uint8_t)v->u64;
+        emit(o, &b, 1);
+        break;
+    }
+    case ANNEAL_GGUF_UINT16:
+    case ANNEAL_GGUF_INT16: {
+        uint8_t b[2] = {(uint8_t)v->u64, (uint8_t)(v->u64 >> 8)};
+        emit(o, b, 2);
+        break;
+    }
+    case ANNEAL_GGUF_UINT32:
+    case ANNEAL_GGUF_INT32:
+        emit_u32(o, (uint32_t)v->u64);
+        break;
+    case ANNEAL_GGUF_UINT64:
+    case ANNEAL_GGUF_INT64:
+        emit_u64(o, v->u64);
+        break;
+    case ANNEAL_GGUF_BOOL: {
+        uint8_t b = v->b ? 1 : 0;
+        emit(o, &b, 1);
+        break;
+    }
+    case ANNEAL_GGUF_FLOAT32: {
+        float f = (float)v->f64;
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        emit_u32(o, bits);
+        break;
+    }
+    case ANNEAL_GGUF_FLOAT64: {
+        uint64_t bits;
+        memcpy(&bits, &v->f64, 8);
+        emit_u64(o, bits);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+// An array body: element type, count, elements (nested arrays repeat the body, untagged).
+static void emit_array(out *o, const anneal_gguf_value *v) {
+    emit_u32(o, v->arr.elem);
+    emit_u64(o, v->arr.n);
+    if (is_scalar(v->arr.elem)) {
+        emit(o, v->arr.data, v->arr.n * SCALAR_SIZE[v->arr.elem]);
+    } else if (v->arr.elem == ANNEAL_GGUF_STRING) {
+        for (uint64_t i = 0; i < v->arr.n; i++)
+            emit_str(o, v->arr.strs[i].ptr, v->arr.strs[i].len);
+    } else {
+        for (uint64_t i = 0; i < v->arr.n; i++)
+            emit_array(o, &v->arr.vals[i]);
+    }
+}
+
+static void emit_kv(out *o, const wkv *kv) {
+    emit_str(o, kv->key, kv->key_len);
+    emit_u32(o, kv->v.type);
+    if (kv->v.type == ANNEAL_GGUF_STRING)
+        emit_str(o, kv->v.str.ptr, kv->v.str.len);
+    else if (kv->v.type == ANNEAL_GGUF_ARRAY)
+        emit_array(o, &kv->v);
+    else
+        emit_scalar(o, &kv->v);
+}
+
+static uint64_t pad_to(uint64_t n, uint64_t align) {
+    return (align - n % align) % align;
+}
+
+anneal_status anneal_gguf_writer_write(anneal_gguf_writer *w, const char *path, anneal_err *err) {
+    if (w->err.status) return anneal_err_set(err, w->err.status, "%s: %s", path, w->err.msg);
+    uint64_t align = ANNEAL_GGUF_DEFAULT_ALIGNMENT;
+    size_t ai = index_find(&w->kv_idx, KV_INDEX_ARGS, "general.alignment", 17);
+    if (ai != SIZE_MAX) {
+        const anneal_gguf_value *v = &w->kvs[ai].v;
+        if (v->type != ANNEAL_GGUF_UINT32 || v->u64 == 0 || (v->u64 & (v->u64 - 1)))
+            return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                                  "%s: key 'general.alignment' must be a u32 power of two", path);
+        align = v->u64;
+    }
+    // Offsets: each tensor at the next multiple of the alignment after the previous one.
+    uint64_t *offs = anneal_calloc(w->n_t ? w->n_t : 1, sizeof *offs);
+    if (!offs) return anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", path);
+    uint64_t pos = 0;
+    for (size_t i = 0; i < w->n_t; i++) {
+        offs[i] = pos;
+        uint64_t end;
+        if (__builtin_add_overflow(pos, w->ts[i].nbytes, &end) ||
+            __builtin_add_overflow(end, pad_to(end, align), &pos)) {
+            anneal_free(offs);
+            return anneal_err_set(err, ANNEAL_ERR_RANGE, "%s: tensor data larger than 2^64 bytes",
+                                  path);
+        }
+    }
+    out o = {.err = err};
+    o.buf = anneal_malloc(OUT_BUF_SIZE);
+    if (!o.buf) {
+        anneal_free(offs);
+        return anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", path);
+    }
+    o.st = anneal_atomic_open(&o.f, path, err);
+    if (!o.st) {
+        emit(&o, "GGUF", 4);
+        emit_u32(&o, 3);
+        emit_u64(&o, w->n_t);
+        emit_u64(&o, w->n_kv);
+        for (size_t i = 0; i < w->n_kv; i++)
+            emit_kv(&o, &w->kvs[i]);
+        for (size_t i = 0; i < w->n_t; i++) {
+            const wtensor *t = &w->ts[i];
+            emit_str(&o, t->name, t->name_len);
+            emit_u32(&o, t->n_dims);
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                emit_u64(&o, t->dims[d]);
+            emit_u32(&o, t->type);
+            emit_u64(&o, offs[i]);
+        }
+        flush(&o);
+        if (!o.st && (w->n_t > 0 || w->pad_empty)) emit_zeros(&o, pad_to(o.f.written, align));
+        for (size_t i = 0; i < w->n_t && !o.st; i++) {
+            emit(&o, w->ts[i].data, w->ts[i].nbytes);
+            emit_zeros(&o, pad_to(w->ts[i].nbytes, align));
+        }
+        flush(&o);
+    }
+    if (!o.st)
+        o.st = anneal_atomic_commit(&o.f, err);
+    else
+        anneal_atomic_abort(&o.f);
+    anneal_free(o.buf);
+    anneal_free(offs);
+    return o.st;
+}
