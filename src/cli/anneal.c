@@ -10,6 +10,7 @@
 static const cli_command COMMANDS[] = {
     {"info", "version, CPU features and settings of this build", cmd_info},
     {"gguf", "inspect and verify GGUF files", cmd_gguf},
+    {"tokenize", "text to token ids and pieces (GGUF vocabularies)", cmd_tokenize},
 };
 static const size_t N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

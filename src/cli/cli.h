@@ -19,6 +19,7 @@ typedef struct cli_command {
 // Commands, one file each under src/cli/.
 int cmd_info(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 // True when argv[i] is -h or --help.
 bool cli_is_help(const char *arg);
