@@ -1,10 +1,6 @@
 // The anneal command: dispatches `anneal <command> [subcommand] [flags]`.
 #include "cli/cli.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const cli_command COMMANDS[] = {
@@ -13,33 +9,6 @@ static const cli_command COMMANDS[] = {
     {"tokenize", "text to token ids and pieces (GGUF vocabularies)", cmd_tokenize},
 };
 static const size_t N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
-
-bool cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
-
-int cli_usage_error(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "anneal %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(see: anneal %s --help)\n", cmd);
-    va_end(ap);
-    return CLI_USAGE;
-}
-
-int cli_fail(const char *cmd, const anneal_err *err) {
-    fprintf(stderr, "anneal %s: %s\n", cmd, anneal_err_msg(err));
-    return CLI_FAIL;
-}
-
-bool cli_parse_long(const char *s, long lo, long hi, long *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
 
 static void print_help(FILE *f) {
     fprintf(f, "usage: anneal <command> [subcommand] [flags]\n\ncommands:\n");

@@ -1,4 +1,4 @@
-// Shared pieces of the command-line front end: the command table and flag helpers.
+// Shared pieces of the command-line front end: the command table, flag and output helpers.
 #ifndef ANNEAL_CLI_H
 #define ANNEAL_CLI_H
 
@@ -29,5 +29,17 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_fail(const char *cmd, const anneal_err *err);
 // Parses a whole decimal integer in [lo, hi]; false otherwise.
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
+
+// What cli_put_escaped escapes besides \n \t \r \\ and control characters.
+enum {
+    CLI_ESC_DQUOTE = 1 << 0, // " as \" (inside "...")
+    CLI_ESC_SQUOTE = 1 << 1, // ' as \' (inside '...')
+    CLI_ESC_C1 = 1 << 2,     // C1 controls U+0080..U+009F as \u00XX (terminals act on them)
+};
+// Writes untrusted bytes s[0..n) so they cannot drive the terminal: valid UTF-8 kept,
+// \n \t \r \\ as such, other control characters and invalid bytes as \xNN. Stops before
+// the first character starting at byte `max` or later (0 = no limit); returns the bytes of
+// s written (n unless cut).
+size_t cli_put_escaped(FILE *f, const char *s, size_t n, size_t max, unsigned flags);
 
 #endif

@@ -40,58 +40,15 @@ static const char *HELP_VERIFY =
 #define SHOW_STR_BYTES 80
 #define SHOW_ELEM_STR_BYTES 40
 
-// Writes s as a double-quoted string: UTF-8 kept, control characters and invalid bytes
-// escaped (so a hostile file cannot drive the terminal), cut after `max` bytes (0 = all).
+// Writes s as a double-quoted string, escaped (so a hostile file cannot drive the terminal),
+// cut after `max` bytes (0 = all).
 static void put_str(FILE *f, const char *s, uint64_t len, uint64_t max) {
-    const uint8_t *p = (const uint8_t *)s;
     fputc('"', f);
-    uint64_t i = 0;
-    while (i < len) {
-        if (max && i >= max) {
-            fprintf(f, "...\" (%" PRIu64 " bytes)", len);
-            return;
-        }
-        uint8_t c = p[i];
-        if (c < 0x80) {
-            switch (c) {
-            case '"':
-                fputs("\\\"", f);
-                break;
-            case '\\':
-                fputs("\\\\", f);
-                break;
-            case '\n':
-                fputs("\\n", f);
-                break;
-            case '\r':
-                fputs("\\r", f);
-                break;
-            case '\t':
-                fputs("\\t", f);
-                break;
-            default:
-                if (c < 0x20 || c == 0x7F)
-                    fprintf(f, "\\x%02x", c);
-                else
-                    fputc(c, f);
-            }
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        size_t n = anneal_utf8_decode(p + i, (size_t)(len - i > 8 ? 8 : len - i), &cp);
-        if (n == 0) {
-            fprintf(f, "\\x%02x", c);
-            i++;
-        } else if (cp < 0xA0) { // C1 controls
-            fprintf(f, "\\u%04" PRIx32, cp);
-            i += n;
-        } else {
-            fwrite(p + i, 1, n, f);
-            i += n;
-        }
-    }
-    fputc('"', f);
+    size_t done = cli_put_escaped(f, s, (size_t)len, (size_t)max, CLI_ESC_DQUOTE | CLI_ESC_C1);
+    if (done < len)
+        fprintf(f, "...\" (%" PRIu64 " bytes)", len);
+    else
+        fputc('"', f);
 }
 
 // A key or tensor name: bare when it is plain printable ASCII (the usual case), padded to

@@ -34,49 +34,6 @@ static const char *HELP =
 
 typedef enum { OUT_DEFAULT, OUT_IDS, OUT_PIECES, OUT_JSON } out_mode;
 
-// Writes a piece with escapes: valid UTF-8 kept, control characters and invalid bytes escaped.
-static void put_escaped(FILE *f, const char *s, size_t n) {
-    const uint8_t *p = (const uint8_t *)s;
-    for (size_t i = 0; i < n;) {
-        uint8_t c = p[i];
-        if (c >= 0x80) {
-            uint32_t cp;
-            size_t l = anneal_utf8_decode(p + i, n - i, &cp);
-            if (l) {
-                fwrite(p + i, 1, l, f);
-                i += l;
-            } else {
-                fprintf(f, "\\x%02x", c);
-                i++;
-            }
-            continue;
-        }
-        switch (c) {
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\'':
-            fputs("\\'", f);
-            break;
-        default:
-            if (c < 0x20 || c == 0x7F)
-                fprintf(f, "\\x%02x", c);
-            else
-                fputc(c, f);
-        }
-        i++;
-    }
-}
-
 static char *read_stdin(size_t *size, anneal_err *err) {
     size_t cap = 1 << 16, n = 0;
     char *buf = anneal_malloc(cap + 1);
@@ -146,7 +103,7 @@ static void print_tokens(const anneal_tokenizer *t, const anneal_token *ids, siz
                 printf("%6d -> '", ids[i]);
             else
                 putchar('\'');
-            put_escaped(stdout, piece, (size_t)(pl < 0 ? 0 : pl));
+            cli_put_escaped(stdout, piece, (size_t)(pl < 0 ? 0 : pl), 0, CLI_ESC_SQUOTE);
             fputs("'\n", stdout);
         }
     }

@@ -3,6 +3,7 @@
 #include "anneal/gguf.h"
 
 #include "anneal/tensor.h"
+#include "model/gguf_internal.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -25,10 +26,8 @@ struct anneal_gguf {
     anneal_gguf_kv *kvs;
     uint64_t n_tensors;
     anneal_gguf_tensor *tensors;
-    // Open-addressing hash indexes: slot holds index + 1, 0 = empty; size is a power of two.
-    uint64_t *kv_slots, kv_mask;
-    uint64_t *t_slots, t_mask;
-    anneal_arena arena; // string-array views and nested array values
+    gguf_index kv_idx, t_idx; // key -> kvs[i], name -> tensors[i]
+    anneal_arena arena;       // string-array views and nested array values
 };
 
 // ---- little-endian decoding -------------------------------------------------------
@@ -43,8 +42,6 @@ static uint64_t le64(const uint8_t *p) {
     return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
-static const uint8_t SCALAR_SIZE[ANNEAL_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-
 static const char *const TYPE_NAMES[ANNEAL_GGUF_TYPE_COUNT] = {
     "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "str", "arr", "u64", "i64", "f64",
 };
@@ -53,11 +50,7 @@ const char *anneal_gguf_type_name(anneal_gguf_type t) {
     return (unsigned)t < ANNEAL_GGUF_TYPE_COUNT ? TYPE_NAMES[t] : "?";
 }
 
-static bool is_scalar(uint32_t t) {
-    return t < ANNEAL_GGUF_TYPE_COUNT && SCALAR_SIZE[t] != 0;
-}
-
-// Decodes one scalar of type t at p (SCALAR_SIZE[t] bytes) into v.
+// Decodes one scalar of type t at p (gguf_scalar_size[t] bytes) into v.
 static void decode_scalar(uint32_t t, const uint8_t *p, anneal_gguf_value *v) {
     v->type = (anneal_gguf_type)t;
     switch (t) {
@@ -105,16 +98,6 @@ static void decode_scalar(uint32_t t, const uint8_t *p, anneal_gguf_value *v) {
     }
 }
 
-// ---- hashing (FNV-1a) ---------------------------------------------------------------
-
-static uint64_t hash_bytes(const void *s, uint64_t n) {
-    const uint8_t *p = s;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (uint64_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static bool str_eq(anneal_gguf_str a, const char *b, uint64_t blen) {
     return a.len == blen && (blen == 0 || memcmp(a.ptr, b, blen) == 0);
 }
@@ -130,22 +113,6 @@ typedef struct rd {
 } rd;
 
 // Printable form of bytes for messages: ASCII kept, others \xNN, long ones cut with "...".
-static void quote(char *buf, size_t cap, const char *s, uint64_t len) {
-    size_t o = 0;
-    for (uint64_t i = 0; i < len; i++) {
-        if (o + 8 >= cap || i >= 96) {
-            snprintf(buf + o, cap - o, "...");
-            return;
-        }
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'')
-            buf[o++] = (char)c;
-        else
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-    }
-    buf[o] = '\0';
-}
-
 __attribute__((format(printf, 4, 5))) static anneal_status
 fail(rd *r, anneal_status st, uint64_t off, const char *fmt, ...) {
     char msg[ANNEAL_ERR_MSG_MAX];
@@ -215,7 +182,9 @@ static anneal_status get_array(rd *r, int depth, anneal_gguf_value *v) {
         return fail(r, ANNEAL_ERR_FORMAT, off,
                     "array element type %" PRIu32 " is not a GGUF type (0..12)", elem);
     // The smallest encoding of one element bounds n before anything is allocated.
-    uint64_t min_size = is_scalar(elem) ? SCALAR_SIZE[elem] : elem == ANNEAL_GGUF_STRING ? 8 : 12;
+    uint64_t min_size = gguf_is_scalar(elem)         ? gguf_scalar_size[elem]
+                        : elem == ANNEAL_GGUF_STRING ? 8
+                                                     : 12;
     if (n > remain(r) / min_size)
         return fail(r, ANNEAL_ERR_FORMAT, off + 4,
                     "array of %" PRIu64 " %s elements cannot fit in the %" PRIu64
@@ -227,7 +196,7 @@ static anneal_status get_array(rd *r, int depth, anneal_gguf_value *v) {
     v->arr.data = NULL;
     v->arr.strs = NULL;
     v->arr.vals = NULL;
-    if (is_scalar(elem)) {
+    if (gguf_is_scalar(elem)) {
         v->arr.data = r->p + r->pos;
         if (elem == ANNEAL_GGUF_BOOL) {
             for (uint64_t i = 0; i < n; i++)
@@ -264,15 +233,15 @@ static anneal_status get_array(rd *r, int depth, anneal_gguf_value *v) {
 }
 
 static anneal_status get_value(rd *r, uint32_t type, int depth, anneal_gguf_value *v) {
-    if (is_scalar(type)) {
+    if (gguf_is_scalar(type)) {
         anneal_status st =
-            need(r, SCALAR_SIZE[type], anneal_gguf_type_name((anneal_gguf_type)type));
+            need(r, gguf_scalar_size[type], anneal_gguf_type_name((anneal_gguf_type)type));
         if (st) return st;
         const uint8_t *p = r->p + r->pos;
         if (type == ANNEAL_GGUF_BOOL && p[0] > 1)
             return fail(r, ANNEAL_ERR_FORMAT, r->pos, "bool value is %u (must be 0 or 1)", p[0]);
         decode_scalar(type, p, v);
-        r->pos += SCALAR_SIZE[type];
+        r->pos += gguf_scalar_size[type];
         return ANNEAL_OK;
     }
     if (type == ANNEAL_GGUF_STRING) {
@@ -284,50 +253,30 @@ static anneal_status get_value(rd *r, uint32_t type, int depth, anneal_gguf_valu
 
 // ---- indexes ------------------------------------------------------------------------
 
-static uint64_t *slots_new(uint64_t n, uint64_t *mask) {
-    uint64_t cap = 16;
-    while (cap < 2 * n)
-        cap *= 2;
-    *mask = cap - 1;
-    return anneal_calloc(cap, sizeof(uint64_t));
+static gguf_names kv_names(const anneal_gguf *g) {
+    return (gguf_names){g->kvs, sizeof(anneal_gguf_kv), offsetof(anneal_gguf_kv, key.ptr),
+                        offsetof(anneal_gguf_kv, key.len)};
 }
 
-// Index of the entry named (s, n), or UINT64_MAX; entries are `stride` bytes apart with
-// their anneal_gguf_str name at `name_off`.
-static uint64_t slots_find(const uint64_t *slots, uint64_t mask, const void *base, size_t stride,
-                           size_t name_off, const char *s, uint64_t n) {
-    if (!slots) return UINT64_MAX;
-    for (uint64_t h = hash_bytes(s, n) & mask;; h = (h + 1) & mask) {
-        uint64_t e = slots[h];
-        if (e == 0) return UINT64_MAX;
-        const anneal_gguf_str *name =
-            (const anneal_gguf_str *)((const char *)base + (e - 1) * stride + name_off);
-        if (str_eq(*name, s, n)) return e - 1;
-    }
-}
-
-static void slots_put(uint64_t *slots, uint64_t mask, anneal_gguf_str name, uint64_t idx) {
-    uint64_t h = hash_bytes(name.ptr, name.len) & mask;
-    while (slots[h])
-        h = (h + 1) & mask;
-    slots[h] = idx + 1;
+static gguf_names tensor_names(const anneal_gguf *g) {
+    return (gguf_names){g->tensors, sizeof(anneal_gguf_tensor),
+                        offsetof(anneal_gguf_tensor, name.ptr),
+                        offsetof(anneal_gguf_tensor, name.len)};
 }
 
 static uint64_t find_kv(const anneal_gguf *g, const char *s, uint64_t n) {
-    return slots_find(g->kv_slots, g->kv_mask, g->kvs, sizeof(anneal_gguf_kv),
-                      offsetof(anneal_gguf_kv, key), s, n);
+    return gguf_index_find(&g->kv_idx, kv_names(g), s, n);
 }
 
 static uint64_t find_tensor(const anneal_gguf *g, const char *s, uint64_t n) {
-    return slots_find(g->t_slots, g->t_mask, g->tensors, sizeof(anneal_gguf_tensor),
-                      offsetof(anneal_gguf_tensor, name), s, n);
+    return gguf_index_find(&g->t_idx, tensor_names(g), s, n);
 }
 
 // ---- parsing ------------------------------------------------------------------------
 
 static void set_where(rd *r, const char *kind, anneal_gguf_str name) {
     char q[128];
-    quote(q, sizeof q, name.ptr, name.len);
+    gguf_quote(q, sizeof q, name.ptr, name.len);
     snprintf(r->where, sizeof r->where, "%s '%s': ", kind, q);
 }
 
@@ -337,7 +286,7 @@ static anneal_status parse_header(rd *r, anneal_gguf *g, uint64_t *n_tensors, ui
                     "file is %" PRIu64 " bytes, too short for the GGUF magic", r->size);
     if (memcmp(r->p, "GGUF", 4) != 0) {
         char q[64];
-        quote(q, sizeof q, (const char *)r->p, 4);
+        gguf_quote(q, sizeof q, (const char *)r->p, 4);
         return fail(r, ANNEAL_ERR_FORMAT, 0, "bad magic '%s' (expected 'GGUF')", q);
     }
     r->pos = 4;
@@ -369,9 +318,8 @@ static anneal_status parse_header(rd *r, anneal_gguf *g, uint64_t *n_tensors, ui
 }
 
 static anneal_status parse_kvs(rd *r, anneal_gguf *g) {
-    g->kv_slots = slots_new(g->n_kv, &g->kv_mask);
     if (g->n_kv) g->kvs = anneal_calloc(g->n_kv, sizeof *g->kvs);
-    if (!g->kv_slots || (g->n_kv && !g->kvs))
+    if ((g->n_kv && !g->kvs) || !gguf_index_build(&g->kv_idx, kv_names(g), 0, g->n_kv))
         return fail(r, ANNEAL_ERR_NOMEM, 16, "out of memory for %" PRIu64 " key/values", g->n_kv);
     for (uint64_t i = 0; i < g->n_kv; i++) {
         anneal_gguf_kv *kv = &g->kvs[i];
@@ -384,7 +332,7 @@ static anneal_status parse_kvs(rd *r, anneal_gguf *g) {
         if (kv->key.len == 0) return fail(r, ANNEAL_ERR_FORMAT, off, "key %" PRIu64 " is empty", i);
         set_where(r, "key", kv->key);
         uint64_t prev = find_kv(g, kv->key.ptr, kv->key.len);
-        if (prev != UINT64_MAX)
+        if (prev != GGUF_INDEX_NONE)
             return fail(r, ANNEAL_ERR_FORMAT, off,
                         "duplicate key (key/values %" PRIu64 " and %" PRIu64 ")", prev, i);
         uint64_t toff = r->pos;
@@ -405,7 +353,8 @@ static anneal_status parse_kvs(rd *r, anneal_gguf *g) {
                             "alignment %" PRIu64 " is not a power of two", a);
             g->alignment = a;
         }
-        slots_put(g->kv_slots, g->kv_mask, kv->key, i);
+        if (!gguf_index_add(&g->kv_idx, kv_names(g), i + 1)) // sized above: never grows
+            return fail(r, ANNEAL_ERR_NOMEM, off, "out of memory indexing the key");
     }
     r->where[0] = '\0';
     return ANNEAL_OK;
@@ -432,7 +381,7 @@ static anneal_status parse_tensor(rd *r, anneal_gguf *g, uint64_t i, uint64_t *i
     if (st) return st;
     set_where(r, "tensor", t->name);
     uint64_t prev = find_tensor(g, t->name.ptr, t->name.len);
-    if (prev != UINT64_MAX)
+    if (prev != GGUF_INDEX_NONE)
         return fail(r, ANNEAL_ERR_FORMAT, off,
                     "duplicate tensor name (tensors %" PRIu64 " and %" PRIu64 ")", prev, i);
     uint64_t doff = r->pos;
@@ -472,17 +421,18 @@ static anneal_status parse_tensor(rd *r, anneal_gguf *g, uint64_t i, uint64_t *i
         return fail(r, ANNEAL_ERR_FORMAT, *info_off,
                     "data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
                     t->offset, g->alignment);
-    slots_put(g->t_slots, g->t_mask, t->name, i);
+    if (!gguf_index_add(&g->t_idx, tensor_names(g), i + 1)) // sized up front: never grows
+        return fail(r, ANNEAL_ERR_NOMEM, off, "out of memory indexing the tensor name");
     return ANNEAL_OK;
 }
 
 static anneal_status parse_tensors(rd *r, anneal_gguf *g) {
-    g->t_slots = slots_new(g->n_tensors, &g->t_mask);
     if (g->n_tensors) g->tensors = anneal_calloc(g->n_tensors, sizeof *g->tensors);
     uint64_t *info_off = anneal_calloc(g->n_tensors ? g->n_tensors : 1, sizeof(uint64_t));
     extent *ext = anneal_calloc(g->n_tensors ? g->n_tensors : 1, sizeof(extent));
     anneal_status st = ANNEAL_OK;
-    if (!g->t_slots || (g->n_tensors && !g->tensors) || !info_off || !ext) {
+    if ((g->n_tensors && !g->tensors) || !info_off || !ext ||
+        !gguf_index_build(&g->t_idx, tensor_names(g), 0, g->n_tensors)) {
         st = fail(r, ANNEAL_ERR_NOMEM, 8, "out of memory for %" PRIu64 " tensors", g->n_tensors);
         goto out;
     }
@@ -522,7 +472,7 @@ static anneal_status parse_tensors(rd *r, anneal_gguf *g) {
         if (ext[k].begin < ext[k - 1].end) {
             const anneal_gguf_tensor *a = &g->tensors[ext[k - 1].idx], *b = &g->tensors[ext[k].idx];
             char qa[128];
-            quote(qa, sizeof qa, a->name.ptr, a->name.len);
+            gguf_quote(qa, sizeof qa, a->name.ptr, a->name.len);
             set_where(r, "tensor", b->name);
             st = fail(r, ANNEAL_ERR_FORMAT, info_off[ext[k].idx],
                       "data [%" PRIu64 ", %" PRIu64 ") overlaps tensor '%s' [%" PRIu64 ", %" PRIu64
@@ -595,8 +545,8 @@ void anneal_gguf_close(anneal_gguf *g) {
     anneal_unmap(&g->map);
     anneal_free(g->kvs);
     anneal_free(g->tensors);
-    anneal_free(g->kv_slots);
-    anneal_free(g->t_slots);
+    gguf_index_free(&g->kv_idx);
+    gguf_index_free(&g->t_idx);
     anneal_arena_free(&g->arena);
     anneal_free(g);
 }
@@ -635,12 +585,12 @@ const anneal_gguf_tensor *anneal_gguf_tensor_at(const anneal_gguf *g, uint64_t i
 
 const anneal_gguf_kv *anneal_gguf_find(const anneal_gguf *g, const char *key) {
     uint64_t i = find_kv(g, key, strlen(key));
-    return i == UINT64_MAX ? NULL : &g->kvs[i];
+    return i == GGUF_INDEX_NONE ? NULL : &g->kvs[i];
 }
 
 const anneal_gguf_tensor *anneal_gguf_find_tensor(const anneal_gguf *g, const char *name) {
     uint64_t i = find_tensor(g, name, strlen(name));
-    return i == UINT64_MAX ? NULL : &g->tensors[i];
+    return i == GGUF_INDEX_NONE ? NULL : &g->tensors[i];
 }
 
 static bool is_unsigned(anneal_gguf_type t) {
@@ -746,9 +696,10 @@ anneal_status anneal_gguf_get_arr(const anneal_gguf *g, const char *key, anneal_
 }
 
 double anneal_gguf_arr_f64(const anneal_gguf_value *arr, uint64_t i) {
-    if (arr->type != ANNEAL_GGUF_ARRAY || !is_scalar(arr->arr.elem) || i >= arr->arr.n) return 0.0;
+    if (arr->type != ANNEAL_GGUF_ARRAY || !gguf_is_scalar(arr->arr.elem) || i >= arr->arr.n)
+        return 0.0;
     anneal_gguf_value v;
-    decode_scalar(arr->arr.elem, arr->arr.data + i * SCALAR_SIZE[arr->arr.elem], &v);
+    decode_scalar(arr->arr.elem, arr->arr.data + i * gguf_scalar_size[arr->arr.elem], &v);
     if (is_unsigned(v.type)) return (double)v.u64;
     if (is_signed(v.type)) return (double)v.i64;
     if (v.type == ANNEAL_GGUF_BOOL) return v.b ? 1.0 : 0.0;
@@ -756,9 +707,10 @@ double anneal_gguf_arr_f64(const anneal_gguf_value *arr, uint64_t i) {
 }
 
 int64_t anneal_gguf_arr_i64(const anneal_gguf_value *arr, uint64_t i) {
-    if (arr->type != ANNEAL_GGUF_ARRAY || !is_scalar(arr->arr.elem) || i >= arr->arr.n) return 0;
+    if (arr->type != ANNEAL_GGUF_ARRAY || !gguf_is_scalar(arr->arr.elem) || i >= arr->arr.n)
+        return 0;
     anneal_gguf_value v;
-    decode_scalar(arr->arr.elem, arr->arr.data + i * SCALAR_SIZE[arr->arr.elem], &v);
+    decode_scalar(arr->arr.elem, arr->arr.data + i * gguf_scalar_size[arr->arr.elem], &v);
     if (is_unsigned(v.type)) return v.u64 > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v.u64;
     if (is_signed(v.type)) return v.i64;
     if (v.type == ANNEAL_GGUF_BOOL) return v.b;

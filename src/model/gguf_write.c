@@ -4,6 +4,7 @@
 #include "anneal/gguf.h"
 
 #include "anneal/tensor.h"
+#include "model/gguf_internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,118 +29,25 @@ typedef struct wtensor {
     uint64_t nbytes;
 } wtensor;
 
-// A name index: open addressing, slot = entry index + 1, rebuilt on growth and removal.
-typedef struct windex {
-    uint64_t *slots;
-    uint64_t mask;
-} windex;
-
 struct anneal_gguf_writer {
     anneal_arena arena; // keys, names and copied values; replaced values stay until free
     wkv *kvs;
     size_t n_kv, cap_kv;
     wtensor *ts;
     size_t n_t, cap_t;
-    windex kv_idx, t_idx;
+    gguf_index kv_idx, t_idx; // rebuilt on growth and on removal
     bool pad_empty; // pad after the tensor infos even when there are no tensors (ggml does)
     anneal_err err; // first failure of any call; write() reports it
 };
 
-static const uint8_t SCALAR_SIZE[ANNEAL_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-
-static bool is_scalar(uint32_t t) {
-    return t < ANNEAL_GGUF_TYPE_COUNT && SCALAR_SIZE[t] != 0;
+static gguf_names kv_names(const anneal_gguf_writer *w) {
+    return (gguf_names){w->kvs, sizeof(wkv), offsetof(wkv, key), offsetof(wkv, key_len)};
 }
 
-static uint64_t hash_bytes(const void *s, uint64_t n) {
-    const uint8_t *p = s;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (uint64_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
+static gguf_names tensor_names(const anneal_gguf_writer *w) {
+    return (gguf_names){w->ts, sizeof(wtensor), offsetof(wtensor, name),
+                        offsetof(wtensor, name_len)};
 }
-
-// Printable form of a name for messages (ASCII kept, others \xNN, long ones cut).
-static const char *shown(char *buf, size_t cap, const char *s, uint64_t len) {
-    size_t o = 0;
-    for (uint64_t i = 0; i < len; i++) {
-        if (o + 8 >= cap || i >= 96) {
-            snprintf(buf + o, cap - o, "...");
-            return buf;
-        }
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'')
-            buf[o++] = (char)c;
-        else
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-// ---- name indexes -------------------------------------------------------------------
-
-static void entry_name(const void *base, size_t stride, size_t name_off, size_t len_off, size_t i,
-                       const char **name, uint64_t *len) {
-    const char *entry = (const char *)base + i * stride;
-    memcpy(name, entry + name_off, sizeof *name);
-    memcpy(len, entry + len_off, sizeof *len);
-}
-
-// Rebuilds idx over the first n entries of an array of wkv or wtensor (laid out by stride,
-// with the name pointer and length at the given offsets).
-static bool index_rebuild(windex *idx, size_t n, const void *base, size_t stride, size_t name_off,
-                          size_t len_off) {
-    uint64_t cap = 16;
-    while (cap < 2 * (uint64_t)n + 2)
-        cap *= 2;
-    uint64_t *slots = anneal_calloc(cap, sizeof *slots);
-    if (!slots) return false;
-    for (size_t i = 0; i < n; i++) {
-        const char *name;
-        uint64_t len;
-        entry_name(base, stride, name_off, len_off, i, &name, &len);
-        uint64_t h = hash_bytes(name, len) & (cap - 1);
-        while (slots[h])
-            h = (h + 1) & (cap - 1);
-        slots[h] = i + 1;
-    }
-    anneal_free(idx->slots);
-    idx->slots = slots;
-    idx->mask = cap - 1;
-    return true;
-}
-
-// Adds entry n-1 (just appended); grows the table when it would be over half full.
-static bool index_add(windex *idx, size_t n, const void *base, size_t stride, size_t name_off,
-                      size_t len_off) {
-    if (!idx->slots || 2 * (uint64_t)n + 2 > idx->mask + 1)
-        return index_rebuild(idx, n, base, stride, name_off, len_off);
-    const char *name;
-    uint64_t len;
-    entry_name(base, stride, name_off, len_off, n - 1, &name, &len);
-    uint64_t h = hash_bytes(name, len) & idx->mask;
-    while (idx->slots[h])
-        h = (h + 1) & idx->mask;
-    idx->slots[h] = n;
-    return true;
-}
-
-static size_t index_find(const windex *idx, const void *base, size_t stride, size_t name_off,
-                         size_t len_off, const char *s, uint64_t n) {
-    if (!idx->slots) return SIZE_MAX;
-    for (uint64_t h = hash_bytes(s, n) & idx->mask;; h = (h + 1) & idx->mask) {
-        uint64_t e = idx->slots[h];
-        if (!e) return SIZE_MAX;
-        const char *name;
-        uint64_t len;
-        entry_name(base, stride, name_off, len_off, (size_t)(e - 1), &name, &len);
-        if (len == n && memcmp(name, s, n) == 0) return (size_t)(e - 1);
-    }
-}
-
-#define KV_INDEX_ARGS w->kvs, sizeof(wkv), offsetof(wkv, key), offsetof(wkv, key_len)
-#define T_INDEX_ARGS w->ts, sizeof(wtensor), offsetof(wtensor, name), offsetof(wtensor, name_len)
 
 // ---- lifetime -----------------------------------------------------------------------
 
@@ -156,8 +64,8 @@ void anneal_gguf_writer_free(anneal_gguf_writer *w) {
     anneal_arena_free(&w->arena);
     anneal_free(w->kvs);
     anneal_free(w->ts);
-    anneal_free(w->kv_idx.slots);
-    anneal_free(w->t_idx.slots);
+    gguf_index_free(&w->kv_idx);
+    gguf_index_free(&w->t_idx);
     anneal_free(w);
 }
 
@@ -230,15 +138,15 @@ static anneal_status copy_array(anneal_gguf_writer *w, const char *key, anneal_g
     dst->arr.data = NULL;
     dst->arr.strs = NULL;
     dst->arr.vals = NULL;
-    if (is_scalar(elem)) {
-        if (n > UINT64_MAX / SCALAR_SIZE[elem])
+    if (gguf_is_scalar(elem)) {
+        if (n > UINT64_MAX / gguf_scalar_size[elem])
             return bad(w, ANNEAL_ERR_RANGE, key, "array too large");
         if (elem == ANNEAL_GGUF_BOOL && src->arr.data)
             for (uint64_t i = 0; i < n; i++)
                 if (src->arr.data[i] > 1)
                     return bad(w, ANNEAL_ERR_INVALID_ARG, key, "bool element not 0 or 1");
         const void *d;
-        anneal_status st = copy_bytes(w, key, src->arr.data, n * SCALAR_SIZE[elem], &d);
+        anneal_status st = copy_bytes(w, key, src->arr.data, n * gguf_scalar_size[elem], &d);
         dst->arr.data = d;
         return st;
     }
@@ -295,14 +203,14 @@ static anneal_status copy_value(anneal_gguf_writer *w, const char *key, anneal_g
 static anneal_status set_value(anneal_gguf_writer *w, const char *key, uint64_t key_len,
                                const anneal_gguf_value *v) {
     char shown_key[200];
-    shown(shown_key, sizeof shown_key, key ? key : "", key ? key_len : 0);
+    gguf_quote(shown_key, sizeof shown_key, key ? key : "", key ? key_len : 0);
     if (!key || key_len == 0) return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "empty key");
     if (!v) return bad(w, ANNEAL_ERR_INVALID_ARG, shown_key, "NULL value");
     anneal_gguf_value copy;
     anneal_status st = copy_value(w, shown_key, &copy, v, 0);
     if (st) return st;
-    size_t at = index_find(&w->kv_idx, KV_INDEX_ARGS, key, key_len);
-    if (at != SIZE_MAX) {
+    uint64_t at = gguf_index_find(&w->kv_idx, kv_names(w), key, key_len);
+    if (at != GGUF_INDEX_NONE) {
         w->kvs[at].v = copy;
         return ANNEAL_OK;
     }
@@ -316,7 +224,7 @@ static anneal_status set_value(anneal_gguf_writer *w, const char *key, uint64_t 
     char *k = anneal_arena_strndup(&w->arena, key, (size_t)key_len);
     if (!k) return bad(w, ANNEAL_ERR_NOMEM, shown_key, "out of memory");
     w->kvs[w->n_kv++] = (wkv){k, key_len, copy};
-    if (!index_add(&w->kv_idx, w->n_kv, KV_INDEX_ARGS)) {
+    if (!gguf_index_add(&w->kv_idx, kv_names(w), w->n_kv)) {
         w->n_kv--;
         return bad(w, ANNEAL_ERR_NOMEM, shown_key, "out of memory");
     }
@@ -355,13 +263,13 @@ anneal_status anneal_gguf_writer_set_str(anneal_gguf_writer *w, const char *key,
 }
 
 anneal_status anneal_gguf_writer_remove(anneal_gguf_writer *w, const char *key) {
-    size_t at = key ? index_find(&w->kv_idx, KV_INDEX_ARGS, key, strlen(key)) : SIZE_MAX;
-    if (at == SIZE_MAX) return ANNEAL_ERR_NOT_FOUND;
+    uint64_t at =
+        key ? gguf_index_find(&w->kv_idx, kv_names(w), key, strlen(key)) : GGUF_INDEX_NONE;
+    if (at == GGUF_INDEX_NONE) return ANNEAL_ERR_NOT_FOUND;
     memmove(&w->kvs[at], &w->kvs[at + 1], (w->n_kv - at - 1) * sizeof *w->kvs);
     w->n_kv--;
-    if (!index_rebuild(&w->kv_idx, w->n_kv, KV_INDEX_ARGS)) {
-        anneal_free(w->kv_idx.slots); // a stale index would point at moved entries
-        w->kv_idx.slots = NULL;
+    if (!gguf_index_build(&w->kv_idx, kv_names(w), w->n_kv, w->n_kv)) {
+        gguf_index_free(&w->kv_idx); // a stale index would point at moved entries
         return anneal_err_set(&w->err, ANNEAL_ERR_NOMEM, "out of memory removing key '%s'", key);
     }
     return ANNEAL_OK;
@@ -373,14 +281,14 @@ static anneal_status add_tensor(anneal_gguf_writer *w, const char *name, uint64_
                                 uint32_t type, uint32_t n_dims, const uint64_t *dims,
                                 const void *data, uint64_t nbytes) {
     char sn[200];
-    shown(sn, sizeof sn, name ? name : "", name ? name_len : 0);
+    gguf_quote(sn, sizeof sn, name ? name : "", name ? name_len : 0);
     if (!name || name_len == 0)
         return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "empty tensor name");
     if (name_len >= GGML_MAX_NAME)
         return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG,
                               "tensor '%s': name is %" PRIu64 " bytes (llama.cpp reads at most %d)",
                               sn, name_len, GGML_MAX_NAME - 1);
-    if (index_find(&w->t_idx, T_INDEX_ARGS, name, name_len) != SIZE_MAX)
+    if (gguf_index_find(&w->t_idx, tensor_names(w), name, name_len) != GGUF_INDEX_NONE)
         return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "tensor '%s': duplicate name", sn);
     if (n_dims > ANNEAL_GGUF_MAX_DIMS || (n_dims && !dims))
         return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG,
@@ -422,7 +330,7 @@ static anneal_status add_tensor(anneal_gguf_writer *w, const char *name, uint64_
     t.name_len = name_len;
     if (!t.name) return anneal_err_set(&w->err, ANNEAL_ERR_NOMEM, "tensor '%s': out of memory", sn);
     w->ts[w->n_t++] = t;
-    if (!index_add(&w->t_idx, w->n_t, T_INDEX_ARGS)) {
+    if (!gguf_index_add(&w->t_idx, tensor_names(w), w->n_t)) {
         w->n_t--;
         return anneal_err_set(&w->err, ANNEAL_ERR_NOMEM, "tensor '%s': out of memory", sn);
     }
@@ -561,8 +469,8 @@ static void emit_scalar(out *o, const anneal_gguf_value *v) {
 static void emit_array(out *o, const anneal_gguf_value *v) {
     emit_u32(o, v->arr.elem);
     emit_u64(o, v->arr.n);
-    if (is_scalar(v->arr.elem)) {
-        emit(o, v->arr.data, v->arr.n * SCALAR_SIZE[v->arr.elem]);
+    if (gguf_is_scalar(v->arr.elem)) {
+        emit(o, v->arr.data, v->arr.n * gguf_scalar_size[v->arr.elem]);
     } else if (v->arr.elem == ANNEAL_GGUF_STRING) {
         for (uint64_t i = 0; i < v->arr.n; i++)
             emit_str(o, v->arr.strs[i].ptr, v->arr.strs[i].len);
@@ -590,8 +498,8 @@ static uint64_t pad_to(uint64_t n, uint64_t align) {
 anneal_status anneal_gguf_writer_write(anneal_gguf_writer *w, const char *path, anneal_err *err) {
     if (w->err.status) return anneal_err_set(err, w->err.status, "%s: %s", path, w->err.msg);
     uint64_t align = ANNEAL_GGUF_DEFAULT_ALIGNMENT;
-    size_t ai = index_find(&w->kv_idx, KV_INDEX_ARGS, "general.alignment", 17);
-    if (ai != SIZE_MAX) {
+    uint64_t ai = gguf_index_find(&w->kv_idx, kv_names(w), "general.alignment", 17);
+    if (ai != GGUF_INDEX_NONE) {
         const anneal_gguf_value *v = &w->kvs[ai].v;
         if (v->type != ANNEAL_GGUF_UINT32 || v->u64 == 0 || (v->u64 & (v->u64 - 1)))
             return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,

@@ -87,28 +87,6 @@ struct anneal_tokenizer {
     bool split_ws;   // SPM: no mergeable token has "▁" right after another character
 };
 
-// 64-bit hash of a byte string (multiply-xorshift over 8-byte words).
-static inline uint64_t tok_hash(const void *data, size_t n) {
-    const uint8_t *p = data;
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xFF51AFD7ED558CCDull);
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        h = (h ^ v) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 31;
-        p += 8;
-        n -= 8;
-    }
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    h = (h ^ v) * 0x94D049BB133111EBull;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 32;
-    return h;
-}
-
 static inline uint32_t tok_pair_hash(uint32_t a, uint32_t b) {
     uint64_t k = ((uint64_t)a << 32 | b) * 0x9E3779B97F4A7C15ull;
     return (uint32_t)(k >> 32) ^ (uint32_t)k;
@@ -116,7 +94,7 @@ static inline uint32_t tok_pair_hash(uint32_t a, uint32_t b) {
 
 // Id of the token whose text is exactly s[0..n), any type; -1 if none.
 static inline int32_t tok_lookup(const anneal_tokenizer *t, const char *s, size_t n) {
-    uint64_t h = tok_hash(s, n);
+    uint64_t h = anneal_hash64(s, n);
     uint32_t i = (uint32_t)(h >> 32) & t->tmap_mask, h32 = (uint32_t)h;
     for (;;) {
         const tok_text_slot *e = &t->tmap[i];

@@ -122,7 +122,7 @@ static anneal_status build_text_map(anneal_tokenizer *t, const char *what, annea
     for (int32_t id = 0; id < t->n_vocab; id++) {
         size_t n = t->text_len[id];
         if (n == 0) continue; // an empty token can never be matched; decode still works
-        uint64_t h = tok_hash(t->text[id], n);
+        uint64_t h = anneal_hash64(t->text[id], n);
         uint32_t i = (uint32_t)(h >> 32) & t->tmap_mask;
         for (;;) {
             tok_text_slot *e = &t->tmap[i];

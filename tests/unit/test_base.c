@@ -201,6 +201,84 @@ static void test_sha256(void) {
     CHECK(!anneal_ct_equal("secret", "secreT", 6));
 }
 
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Chi-square of counts over `n` buckets against a uniform expectation.
+static double chi_square(const uint32_t *count, size_t n, size_t total) {
+    double expect = (double)total / (double)n, chi = 0;
+    for (size_t i = 0; i < n; i++)
+        chi += (count[i] - expect) * (count[i] - expect) / expect;
+    return chi;
+}
+
+static void test_hash64(void) {
+    // Fixed vectors (also computed by an independent Python version of the algorithm).
+    CHECK_EQ(anneal_hash64("", 0), 0x0a3f46e79293b578ull);
+    CHECK_EQ(anneal_hash64("a", 1), 0x939b6fa9740d20c2ull);
+    CHECK_EQ(anneal_hash64("abc", 3), 0x24b7a9ca8ff9d637ull);
+    CHECK_EQ(anneal_hash64("12345678", 8), 0x99f71361d5204aa2ull);
+    CHECK_EQ(anneal_hash64("123456789", 9), 0xa2712c720c9c6cb1ull);
+    CHECK_EQ(anneal_hash64("general.alignment", 17), 0x3d9fa96175f4f7f8ull);
+    CHECK_EQ(anneal_hash64("tokenizer.ggml.tokens", 21), 0x9749330fc29c332dull);
+    // Length counts, not just bytes; alignment of the input does not matter.
+    CHECK(anneal_hash64("a\0", 2) != anneal_hash64("a", 1));
+    CHECK(anneal_hash64("\0\0\0\0\0\0\0\0", 8) != anneal_hash64("", 0));
+    char buf[40];
+    memcpy(buf + 3, "tokenizer.ggml.tokens", 21);
+    CHECK_EQ(anneal_hash64(buf + 3, 21), 0x9749330fc29c332dull);
+
+    // Distribution: 65536 similar keys (tensor-like names), no 64-bit collisions, and the
+    // low bits (gguf index slot) and the high bits (tokenizer slot) both spread evenly over
+    // 1024 buckets. For uniform buckets chi-square is 1023 +- 45; 1300 is over 6 sigma.
+    enum { N = 65536, B = 1024 };
+    uint64_t *h = anneal_malloc(N * sizeof *h);
+    uint32_t *lo = anneal_calloc(B, sizeof *lo), *hi = anneal_calloc(B, sizeof *hi);
+    CHECK(h && lo && hi);
+    if (!h || !lo || !hi) goto out;
+    static const char *const names[4] = {"attn_q", "attn_k", "ffn_up", "ffn_down"};
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(buf, sizeof buf, "blk.%d.%s.weight", i / 4, names[i % 4]);
+        h[i] = anneal_hash64(buf, (size_t)n);
+        lo[h[i] & (B - 1)]++;
+        hi[h[i] >> 54]++;
+    }
+    double chi_lo = chi_square(lo, B, N), chi_hi = chi_square(hi, B, N);
+    CHECK(chi_lo < 1300);
+    CHECK(chi_hi < 1300);
+    qsort(h, N, sizeof *h, cmp_u64);
+    int dups = 0;
+    for (int i = 1; i < N; i++)
+        dups += h[i] == h[i - 1];
+    CHECK_EQ(dups, 0);
+
+    // Avalanche: flipping any one input bit of a 16-byte key flips about half the output
+    // bits, on average over keys (32 of 64; a weak mix shows as a low mean).
+    uint8_t key[16];
+    double mean_min = 64, mean_max = 0;
+    for (int bit = 0; bit < 128; bit++) {
+        long flipped = 0;
+        for (int k = 0; k < 256; k++) {
+            for (int j = 0; j < 16; j++)
+                key[j] = (uint8_t)(k * 31 + j * 7);
+            uint64_t a = anneal_hash64(key, 16);
+            key[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            flipped += __builtin_popcountll(a ^ anneal_hash64(key, 16));
+        }
+        double mean = flipped / 256.0;
+        if (mean < mean_min) mean_min = mean;
+        if (mean > mean_max) mean_max = mean;
+    }
+    CHECK(mean_min > 29.0);
+    CHECK(mean_max < 35.0);
+out:
+    anneal_free(h);
+    anneal_free(lo);
+    anneal_free(hi);
+}
+
 static void test_json(void) {
     anneal_err e = {0};
     json_t *v = anneal_json_parse("{\"a\": [1, 2, 3]}", 16, "inline", &e);
@@ -298,6 +376,7 @@ int main(void) {
     RUN(test_files);
     RUN(test_utf8);
     RUN(test_sha256);
+    RUN(test_hash64);
     RUN(test_json);
     RUN(test_threads_time);
     RUN(test_log_json);

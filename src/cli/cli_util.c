@@ -1,0 +1,76 @@
+// Helpers every command shares: help and usage errors, number parsing, escaped output.
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool cli_is_help(const char *arg) {
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "anneal %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see: anneal %s --help)\n", cmd);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+int cli_fail(const char *cmd, const anneal_err *err) {
+    fprintf(stderr, "anneal %s: %s\n", cmd, anneal_err_msg(err));
+    return CLI_FAIL;
+}
+
+bool cli_parse_long(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+size_t cli_put_escaped(FILE *f, const char *s, size_t n, size_t max, unsigned flags) {
+    const uint8_t *p = (const uint8_t *)s;
+    size_t i = 0;
+    while (i < n) {
+        if (max && i >= max) break;
+        uint8_t c = p[i];
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t l = anneal_utf8_decode(p + i, n - i, &cp);
+            if (l == 0) {
+                fprintf(f, "\\x%02x", c);
+                i++;
+            } else if (cp < 0xA0 && (flags & CLI_ESC_C1)) {
+                fprintf(f, "\\u%04x", (unsigned)cp);
+                i += l;
+            } else {
+                fwrite(p + i, 1, l, f);
+                i += l;
+            }
+            continue;
+        }
+        if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c == '\\')
+            fputs("\\\\", f);
+        else if ((c == '"' && (flags & CLI_ESC_DQUOTE)) || (c == '\'' && (flags & CLI_ESC_SQUOTE)))
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7F)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+        i++;
+    }
+    return i;
+}
