@@ -146,6 +146,26 @@ anneal_status anneal_write_file_atomic(const char *path, const void *data, size_
 // The one place that decides how many worker threads to use: ANNEAL_THREADS if set and
 // valid, else the CPUs this process may run on. Always >= 1.
 int anneal_thread_count(void);
+
+// A fixed set of worker threads for fork-join parallel work. The caller of
+// anneal_pool_run is thread 0; n_threads - 1 workers wait for work (spinning briefly,
+// then sleeping), so a run costs microseconds, not a thread start.
+typedef struct anneal_pool anneal_pool;
+typedef void (*anneal_pool_fn)(void *arg, int ith, int nth);
+// n_threads >= 1 (1 = no workers). Free with anneal_pool_free.
+anneal_status anneal_pool_new(int n_threads, anneal_pool **out, anneal_err *err);
+void anneal_pool_free(anneal_pool *p);
+int anneal_pool_size(const anneal_pool *p);
+// Calls fn(arg, ith, nth) once on each of the nth threads and returns when all are done.
+// One run at a time per pool (not reentrant; fn must not call anneal_pool_run on p).
+void anneal_pool_run(anneal_pool *p, anneal_pool_fn fn, void *arg);
+// Even split of [0, n) among nth threads: thread ith gets [*lo, *hi).
+static inline void anneal_split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    int64_t q = n / nth, r = n % nth;
+    *lo = ith * q + (ith < r ? ith : r);
+    *hi = *lo + q + (ith < r ? 1 : 0);
+}
+
 // Monotonic clock in nanoseconds.
 uint64_t anneal_time_ns(void);
 // Current UTC time as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes).

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -369,6 +370,57 @@ static void test_log_json(void) {
     unlink(path);
 }
 
+typedef struct pool_job {
+    int64_t n;
+    int64_t *out;         // out[i] = i * 3 for every i, written by whichever thread owns i
+    _Atomic int64_t calls; // fn invocations in this run
+} pool_job;
+
+static void pool_fill(void *arg, int ith, int nth) {
+    pool_job *j = arg;
+    int64_t lo, hi;
+    anneal_split(j->n, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) j->out[i] += i * 3;
+    atomic_fetch_add(&j->calls, 1);
+}
+
+static void test_pool(void) {
+    int64_t lo, hi, total = 0;
+    for (int ith = 0; ith < 3; ith++) {
+        anneal_split(10, ith, 3, &lo, &hi);
+        CHECK_EQ(hi - lo, ith == 0 ? 4 : 3);
+        total += hi - lo;
+    }
+    CHECK_EQ(total, 10);
+    anneal_split(2, 2, 3, &lo, &hi); // more threads than work: empty share
+    CHECK_EQ(hi - lo, 0);
+
+    const int sizes[] = {1, 2, 4, 7};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        anneal_pool *p = NULL;
+        CHECK_EQ(anneal_pool_new(sizes[k], &p, NULL), ANNEAL_OK);
+        CHECK_EQ(anneal_pool_size(p), sizes[k]);
+        pool_job j = {.n = 1001};
+        j.out = anneal_calloc((size_t)j.n, sizeof *j.out);
+        // Many back-to-back runs: each element gets i*3 once per run, never twice or zero.
+        const int runs = sizes[k] <= 2 ? 2000 : 200; // oversubscribed pools spin slowly
+        for (int r = 0; r < runs; r++) anneal_pool_run(p, pool_fill, &j);
+        int wrong = 0;
+        for (int64_t i = 0; i < j.n; i++) wrong += j.out[i] != i * 3 * runs;
+        CHECK_EQ(wrong, 0);
+        CHECK_EQ(atomic_load(&j.calls), (int64_t)runs * sizes[k]);
+        anneal_free(j.out);
+        anneal_pool_free(p);
+    }
+    anneal_err e = {0};
+    anneal_pool *p = NULL;
+    CHECK_EQ(anneal_pool_new(0, &p, &e), ANNEAL_ERR_INVALID_ARG);
+    CHECK(p == NULL);
+    CHECK_CONTAINS(e.msg, "thread count 0");
+    anneal_pool_free(NULL);
+    anneal_pool_run(NULL, pool_fill, &(pool_job){.n = 0}); // no pool: runs inline
+}
+
 int main(void) {
     RUN(test_status_and_err);
     RUN(test_alloc);
@@ -380,6 +432,7 @@ int main(void) {
     RUN(test_json);
     RUN(test_threads_time);
     RUN(test_log_json);
+    RUN(test_pool);
     rmdir(test_tmpdir());
     return TEST_EXIT();
 }
