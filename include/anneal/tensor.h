@@ -161,6 +161,12 @@ anneal_status anneal_dequantize(uint32_t type, const void *row, float *y, int64_
 // row = x[0..n) in `type` (reference algorithms: the K-quants search their scales and
 // mins as llama.cpp does without an importance matrix). Float types convert.
 anneal_status anneal_quantize(uint32_t type, const float *x, void *row, int64_t n);
+// Rows [share of thread ith of nth] of an n_rows x n matrix: row r of x (at x + r*n) into
+// row r of `out` (rows of anneal_type_nbytes(type, n) bytes). Results are identical to
+// anneal_quantize's, which uses SIMD for the activation types Q8_0 and Q8_K (bit-for-bit
+// the reference algorithm, NaN and Inf included).
+anneal_status anneal_quantize_rows(uint32_t type, const float *x, void *out, int64_t n,
+                                   int64_t n_rows, int ith, int nth);
 
 // The type a weight type's dot wants its activations in: Q8_0 for Q4_0, Q4_1, Q5_0 and
 // Q8_0; Q8_K for Q4_K, Q5_K and Q6_K; F32 for F32, F16 and BF16 (activations stay exact).
@@ -193,12 +199,25 @@ anneal_vec_dot_fn anneal_vec_dot_at(uint32_t type, anneal_kernel_level level);
 
 // y[t * n_out + r] = dot(W row r, A row t) for r < n_out, t < n_tok. W: n_out rows of n_in
 // elements of `wtype`, contiguous; A: n_tok rows of n_in elements of
-// anneal_vec_dot_type(wtype), contiguous. Thread ith of nth (0 <= ith < nth) computes an
-// even, contiguous share of the rows r for every t, so nth threads calling it with the same
-// arguments cover Y once with no overlap. Each weight row is read once per group of 4
-// activation rows while it is still in cache.
+// anneal_vec_dot_type(wtype), contiguous. Thread ith of nth (0 <= ith < nth) computes a
+// contiguous share of the rows r for every t (shares start at multiples of 16 rows, so
+// they are even to within 16 rows), so nth threads calling it with the same arguments
+// cover Y once with no overlap. At the AVX-512 level, batches of 8 or more activation rows
+// run as a tiled GEMM (16 weight rows x 6 activation rows per register tile) and smaller
+// ones as matrix-vector kernels taking 4 weight rows per pass; other levels and types run
+// the dots, each weight row read once per group of 4 activation rows. Results are within
+// float-accumulation rounding of the reference dots and never depend on ith/nth; see
+// docs/kernels.md for the bounds.
 anneal_status anneal_matmul(uint32_t wtype, const void *w, int64_t n_in, int64_t n_out,
                             const void *a, int64_t n_tok, float *y, int ith, int nth);
+// As anneal_matmul with the kernels of exactly `level` (tests and benchmarks);
+// ANNEAL_ERR_UNSUPPORTED when the CPU lacks the level.
+anneal_status anneal_matmul_at(anneal_kernel_level level, uint32_t wtype, const void *w,
+                               int64_t n_in, int64_t n_out, const void *a, int64_t n_tok, float *y,
+                               int ith, int nth);
+// As anneal_quantize_rows at exactly `level` (ANNEAL_ERR_UNSUPPORTED if the CPU lacks it).
+anneal_status anneal_quantize_rows_at(anneal_kernel_level level, uint32_t type, const float *x,
+                                      void *out, int64_t n, int64_t n_rows, int ith, int nth);
 
 #ifdef __cplusplus
 }

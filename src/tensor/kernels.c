@@ -158,9 +158,9 @@ anneal_status anneal_dequantize(uint32_t type, const void *row, float *y, int64_
     return ANNEAL_OK;
 }
 
-anneal_status anneal_quantize(uint32_t type, const float *x, void *row, int64_t n) {
-    anneal_status st = check_row(type, n);
-    if (st != ANNEAL_OK) return st;
+// One row at `level` (checked by the callers).
+static void quantize_row(anneal_kernel_level level, uint32_t type, const float *x, void *row,
+                         int64_t n) {
     switch (type) {
     case ANNEAL_TYPE_F32:
         memcpy(row, x, (size_t)n * sizeof(float));
@@ -183,7 +183,10 @@ anneal_status anneal_quantize(uint32_t type, const float *x, void *row, int64_t 
         tensor_quantize_q5_0_ref(x, row, n);
         break;
     case ANNEAL_TYPE_Q8_0:
-        tensor_quantize_q8_0_ref(x, row, n);
+        if (level == ANNEAL_KERNELS_AVX512)
+            tensor_quantize_q8_0_avx512(x, row, n);
+        else
+            tensor_quantize_q8_0_ref(x, row, n);
         break;
     case ANNEAL_TYPE_Q4_K:
         tensor_quantize_q4_K_ref(x, row, n);
@@ -195,27 +198,83 @@ anneal_status anneal_quantize(uint32_t type, const float *x, void *row, int64_t 
         tensor_quantize_q6_K_ref(x, row, n);
         break;
     default:
-        tensor_quantize_q8_K_ref(x, row, n);
+        if (level == ANNEAL_KERNELS_AVX512)
+            tensor_quantize_q8_K_avx512(x, row, n);
+        else
+            tensor_quantize_q8_K_ref(x, row, n);
         break;
     }
+}
+
+anneal_status anneal_quantize(uint32_t type, const float *x, void *row, int64_t n) {
+    anneal_status st = check_row(type, n);
+    if (st != ANNEAL_OK) return st;
+    quantize_row(anneal_kernels_level(), type, x, row, n);
     return ANNEAL_OK;
+}
+
+anneal_status anneal_quantize_rows_at(anneal_kernel_level level, uint32_t type, const float *x,
+                                      void *out, int64_t n, int64_t n_rows, int ith, int nth) {
+    anneal_status st = check_row(type, n);
+    if (st != ANNEAL_OK) return st;
+    if (n_rows < 0 || nth < 1 || ith < 0 || ith >= nth) return ANNEAL_ERR_INVALID_ARG;
+    pthread_once(&g_once, choose_level);
+    if ((int)level < 0 || level > g_cpu_level) return ANNEAL_ERR_UNSUPPORTED;
+    uint64_t rb;
+    if (anneal_type_nbytes(type, (uint64_t)n, &rb) != ANNEAL_OK) return ANNEAL_ERR_INVALID_ARG;
+    int64_t r0, r1;
+    anneal_split(n_rows, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++)
+        quantize_row(level, type, x + r * n, (uint8_t *)out + (uint64_t)r * rb, n);
+    return ANNEAL_OK;
+}
+
+anneal_status anneal_quantize_rows(uint32_t type, const float *x, void *out, int64_t n,
+                                   int64_t n_rows, int ith, int nth) {
+    return anneal_quantize_rows_at(anneal_kernels_level(), type, x, out, n, n_rows, ith, nth);
 }
 
 // Groups of this many activation rows share one pass over the weights: a weight row is
 // fetched from memory once and re-read from L1/L2 for the rest of the group.
 #define TOK_GROUP 4
+// Batches of at least this many activation rows go through the repacked GEMM tiles;
+// smaller ones use the matrix-vector kernels (measured crossover: repacking a tile costs
+// about as much as 6-8 rows of matrix-vector work).
+#define GEMM_MIN_TOK 8
+// Thread shares start at multiples of this many rows (the GEMM tile height), so no thread
+// but the last runs a partial tile.
+#define ROW_ALIGN 16
 
-anneal_status anneal_matmul(uint32_t wtype, const void *w, int64_t n_in, int64_t n_out,
-                            const void *a, int64_t n_tok, float *y, int ith, int nth) {
-    anneal_vec_dot_fn dot = anneal_vec_dot_get(wtype);
+// Start of thread i's share of n rows: n*i/nth rounded to the nearest multiple of
+// ROW_ALIGN (monotonic in i, so shares are contiguous and never overlap).
+static int64_t share_start(int64_t n, int i, int nth) {
+    if (i >= nth) return n;
+    int64_t b = (int64_t)((__int128)n * i / nth);
+    b = (b + ROW_ALIGN / 2) / ROW_ALIGN * ROW_ALIGN;
+    return b < n ? b : n;
+}
+
+anneal_status anneal_matmul_at(anneal_kernel_level level, uint32_t wtype, const void *w,
+                               int64_t n_in, int64_t n_out, const void *a, int64_t n_tok, float *y,
+                               int ith, int nth) {
+    if (!anneal_vec_dot_ref(wtype)) return ANNEAL_ERR_UNSUPPORTED;
+    anneal_vec_dot_fn dot = anneal_vec_dot_at(wtype, level);
     if (!dot) return ANNEAL_ERR_UNSUPPORTED;
     if (nth < 1 || ith < 0 || ith >= nth || n_out < 0 || n_tok < 0) return ANNEAL_ERR_INVALID_ARG;
     uint64_t wrow, arow;
     if (n_in < 0 || anneal_type_nbytes(wtype, (uint64_t)n_in, &wrow) != ANNEAL_OK ||
         anneal_type_nbytes(anneal_vec_dot_type(wtype), (uint64_t)n_in, &arow) != ANNEAL_OK)
         return ANNEAL_ERR_INVALID_ARG;
-    int64_t r0 = (int64_t)((__int128)n_out * ith / nth),
-            r1 = (int64_t)((__int128)n_out * (ith + 1) / nth);
+    int64_t r0 = share_start(n_out, ith, nth), r1 = share_start(n_out, ith + 1, nth);
+    if (r0 >= r1 || n_tok == 0) return ANNEAL_OK;
+    if (level == ANNEAL_KERNELS_AVX512 && n_in > 0) {
+        if (n_tok >= GEMM_MIN_TOK &&
+            tensor_gemm_avx512(wtype, w, wrow, n_in, n_out, r0, r1, a, arow, n_tok, y))
+            return ANNEAL_OK;
+        if (n_tok < GEMM_MIN_TOK &&
+            tensor_gemv_avx512(wtype, w, wrow, n_in, n_out, r0, r1, a, arow, n_tok, y))
+            return ANNEAL_OK;
+    }
     const uint8_t *wb = w, *ab = a;
     for (int64_t t0 = 0; t0 < n_tok; t0 += TOK_GROUP) {
         int64_t t1 = t0 + TOK_GROUP < n_tok ? t0 + TOK_GROUP : n_tok;
@@ -224,4 +283,9 @@ anneal_status anneal_matmul(uint32_t wtype, const void *w, int64_t n_in, int64_t
                 dot(n_in, &y[t * n_out + r], wb + (uint64_t)r * wrow, ab + (uint64_t)t * arow);
     }
     return ANNEAL_OK;
+}
+
+anneal_status anneal_matmul(uint32_t wtype, const void *w, int64_t n_in, int64_t n_out,
+                            const void *a, int64_t n_tok, float *y, int ith, int nth) {
+    return anneal_matmul_at(anneal_kernels_level(), wtype, w, n_in, n_out, a, n_tok, y, ith, nth);
 }

@@ -1,0 +1,458 @@
+// AVX-512 VNNI tiled matrix multiply for batches of activation rows (prefill). Weights are
+// repacked 16 rows at a time so that one 64-byte vector holds 4 consecutive codes of each
+// of the 16 rows: one vpdpbusd against a broadcast 4-byte group of one activation row then
+// does 64 multiply-adds for 16 outputs, the block's sum ends up in one int32 lane per row
+// (no horizontal sums), and scales are applied once per block per 16 rows.
+#include "tensor/kernels.h"
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define KERNEL AVX512 static inline __attribute__((always_inline))
+
+#define TILE_R 16 // weight rows per tile: one 16-lane vector
+#define TILE_T 6  // activation rows per pass over a tile: accumulators stay in registers
+
+// How a weight type maps onto the tile: unsigned codes c with w = scale * (c + off), or
+// (Q4_1) w = scale * c + min, or K-quant sub-block scales/mins.
+typedef enum { FAM_LEGACY, FAM_LEGACY_MIN, FAM_K4, FAM_Q6K } family;
+
+typedef struct {
+    family fam;
+    int off;        // legacy: code offset (-8, -16, -128); Q6_K: -32
+    int64_t n;      // elements per row
+    int64_t nb;     // 32-element blocks per row
+    size_t astride; // bytes per activation block (34 for Q8_0, 292 for Q8_K)
+    size_t aoff;    // offset of the codes inside an activation block
+    // Weight tile.
+    uint8_t *rows;  // 16 x n unpacked codes, row-major
+    uint8_t *codes; // n/4 groups x 16 rows x 4 codes
+    float *sc;      // per scale group (32 elements; 16 for Q6_K) x 16 rows
+    float *mn;      // per 32-element block x 16 rows: Q4_1 min, K4 dmin*m
+    // Activation side, per token.
+    float *ady;     // legacy: d per block; K: d per super-block
+    int32_t *acorr; // legacy: off * (sum of codes) per block; Q6_K: -32 * bsum per 16
+    float *aaux;    // Q4_1: d * (sum of codes) per block; K4: -(bsum of 32) per block
+} gemm;
+
+AVX512 static inline float h2f(anneal_fp16 h) {
+    return _cvtsh_ss(h);
+}
+
+AVX512 static inline __m512i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm512_set1_epi32(v);
+}
+
+// 16 packed nibbles -> 32 bytes 0..15 in element order (low nibbles, then high).
+AVX512 static inline __m256i nibbles32(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(15));
+}
+
+// 32 bits -> 32 bytes, byte i = 16 when bit i is set.
+AVX512 static inline __m256i bit4_from_bits(uint32_t bits) {
+    __mmask32 k = bits;
+    return _mm256_maskz_mov_epi8(k, _mm256_set1_epi8(16));
+}
+
+AVX512 static inline int sum_i8_32(const int8_t *q) {
+    __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1),
+                                    _mm256_loadu_si256((const __m256i *)q));
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4e));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0xb1));
+    return _mm_cvtsi128_si32(r);
+}
+
+// One weight row -> codes in element order (dst[0..n)) and its scales, written with a
+// stride of 16 floats (one tile lane).
+AVX512 static void unpack_row(uint32_t type, const uint8_t *w, const gemm *g, uint8_t *dst, int r) {
+    float *sc = g->sc + r, *mn = g->mn + r;
+    switch (type) {
+    case ANNEAL_TYPE_Q4_0:
+    case ANNEAL_TYPE_Q4_1:
+    case ANNEAL_TYPE_Q5_0:
+    case ANNEAL_TYPE_Q8_0:
+        for (int64_t b = 0; b < g->nb; b++) {
+            __m256i c;
+            if (type == ANNEAL_TYPE_Q4_0) {
+                const anneal_block_q4_0 *x = (const anneal_block_q4_0 *)w + b;
+                c = nibbles32(x->qs);
+                sc[16 * b] = h2f(x->d);
+            } else if (type == ANNEAL_TYPE_Q4_1) {
+                const anneal_block_q4_1 *x = (const anneal_block_q4_1 *)w + b;
+                c = nibbles32(x->qs);
+                sc[16 * b] = h2f(x->d);
+                mn[16 * b] = h2f(x->m);
+            } else if (type == ANNEAL_TYPE_Q5_0) {
+                const anneal_block_q5_0 *x = (const anneal_block_q5_0 *)w + b;
+                uint32_t qh;
+                memcpy(&qh, x->qh, sizeof qh);
+                c = _mm256_or_si256(nibbles32(x->qs), bit4_from_bits(qh));
+                sc[16 * b] = h2f(x->d);
+            } else {
+                const anneal_block_q8_0 *x = (const anneal_block_q8_0 *)w + b;
+                c = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)x->qs),
+                                     _mm256_set1_epi8((char)0x80));
+                sc[16 * b] = h2f(x->d);
+            }
+            _mm256_storeu_si256((__m256i *)(dst + 32 * b), c);
+        }
+        break;
+    case ANNEAL_TYPE_Q4_K:
+    case ANNEAL_TYPE_Q5_K:
+        for (int64_t s = 0; s < g->n / ANNEAL_QK_K; s++) {
+            const uint8_t *scales, *qs, *qhp = NULL;
+            float d, dmin;
+            if (type == ANNEAL_TYPE_Q4_K) {
+                const anneal_block_q4_K *x = (const anneal_block_q4_K *)w + s;
+                scales = x->scales, qs = x->qs, d = h2f(x->d), dmin = h2f(x->dmin);
+            } else {
+                const anneal_block_q5_K *x = (const anneal_block_q5_K *)w + s;
+                scales = x->scales, qs = x->qs, qhp = x->qh, d = h2f(x->d), dmin = h2f(x->dmin);
+            }
+            for (int j = 0; j < 8; j++) {
+                uint8_t s6, m6;
+                tensor_scale_min_k4(j, scales, &s6, &m6);
+                sc[16 * (8 * s + j)] = d * s6;
+                mn[16 * (8 * s + j)] = dmin * m6;
+            }
+            const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+            __m256i hb = qhp ? _mm256_loadu_si256((const __m256i *)qhp) : _mm256_setzero_si256();
+            uint8_t *o = dst + ANNEAL_QK_K * s;
+            for (int c = 0; c < 4; c++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (qhp) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+                    hi = _mm256_or_si256(
+                        hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
+                    hb = _mm256_srli_epi16(hb, 2);
+                }
+                _mm256_storeu_si256((__m256i *)(o + 64 * c), lo);
+                _mm256_storeu_si256((__m256i *)(o + 64 * c + 32), hi);
+            }
+        }
+        break;
+    default: // Q6_K
+        for (int64_t s = 0; s < g->n / ANNEAL_QK_K; s++) {
+            const anneal_block_q6_K *x = (const anneal_block_q6_K *)w + s;
+            float d = h2f(x->d);
+            for (int j = 0; j < 16; j++)
+                sc[16 * (16 * s + j)] = d * x->scales[j];
+            const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+            for (int h = 0; h < 2; h++) {
+                __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+                q[1] = _mm256_or_si256(
+                    _mm256_and_si256(ql1, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+                q[2] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+                q[3] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+                for (int k = 0; k < 4; k++)
+                    _mm256_storeu_si256((__m256i *)(dst + ANNEAL_QK_K * s + 128 * h + 32 * k), q[k]);
+            }
+        }
+        break;
+    }
+}
+
+// Rows [r0, r0 + nr) of W into the tile; lanes nr..15 get zero codes and scales, so they
+// compute zeros that are never stored.
+AVX512 static void repack(uint32_t type, const uint8_t *w, size_t wrow, int nr, const gemm *g) {
+    int64_t nsc = g->fam == FAM_Q6K ? g->n / 16 : g->nb;
+    for (int r = 0; r < TILE_R; r++) {
+        uint8_t *dst = g->rows + (size_t)r * (size_t)g->n;
+        if (r < nr) {
+            unpack_row(type, w + (size_t)r * wrow, g, dst, r);
+            continue;
+        }
+        memset(dst, 0, (size_t)g->n);
+        for (int64_t j = 0; j < nsc; j++)
+            g->sc[16 * j + r] = 0;
+        for (int64_t j = 0; j < g->nb; j++)
+            g->mn[16 * j + r] = 0;
+    }
+    // Transpose 4-byte groups: one gather collects group G of all 16 rows.
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                             12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)g->n));
+    for (int64_t G = 0; G < g->n / 4; G++)
+        _mm512_store_si512(g->codes + 64 * G, _mm512_i32gather_epi32(idx, g->rows + 4 * G, 1));
+}
+
+// Per-token activation terms, computed once per call for all tokens.
+AVX512 static void prep_acts(const gemm *g, const uint8_t *a, size_t arow, int64_t n_tok) {
+    for (int64_t t = 0; t < n_tok; t++) {
+        const uint8_t *at = a + (size_t)t * arow;
+        if (g->fam == FAM_LEGACY || g->fam == FAM_LEGACY_MIN) {
+            for (int64_t b = 0; b < g->nb; b++) {
+                const anneal_block_q8_0 *y = (const anneal_block_q8_0 *)at + b;
+                float d = h2f(y->d);
+                int sy = sum_i8_32(y->qs);
+                g->ady[t * g->nb + b] = d;
+                g->acorr[t * g->nb + b] = g->off * sy;
+                g->aaux[t * g->nb + b] = d * (float)sy;
+            }
+            continue;
+        }
+        for (int64_t s = 0; s < g->n / ANNEAL_QK_K; s++) {
+            const anneal_block_q8_K *y = (const anneal_block_q8_K *)at + s;
+            g->ady[t * (g->n / ANNEAL_QK_K) + s] = y->d;
+            if (g->fam == FAM_K4) {
+                for (int j = 0; j < 8; j++)
+                    g->aaux[t * g->nb + 8 * s + j] = -(float)(y->bsums[2 * j] + y->bsums[2 * j + 1]);
+            } else {
+                for (int j = 0; j < 16; j++)
+                    g->acorr[t * (g->n / 16) + 16 * s + j] = g->off * y->bsums[j];
+            }
+        }
+    }
+}
+
+// The tile kernels: NT activation rows (t0..) x 16 weight rows. Every output lane runs the
+// same sequence of operations whatever NT and the tile position are, so a result does not
+// depend on how rows and tokens were grouped or split among threads.
+KERNEL void tile_legacy(const gemm *g, const uint8_t *a, size_t arow, int64_t t0, const int NT,
+                        const bool has_min, float *y, int64_t n_out, __mmask16 m) {
+    __m512 acc[TILE_T];
+    const uint8_t *at[TILE_T];
+    #pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        at[t] = a + (size_t)(t0 + t) * arow + g->aoff;
+    }
+    for (int64_t b = 0; b < g->nb; b++) {
+        const uint8_t *cw = g->codes + 512 * b;
+        __m512i w[8];
+        #pragma GCC unroll 16
+        for (int k = 0; k < 8; k++)
+            w[k] = _mm512_load_si512(cw + 64 * k);
+        const __m512 dw = _mm512_load_ps(g->sc + 16 * b);
+        #pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+            const int64_t ix = (t0 + t) * g->nb + b;
+            const uint8_t *q = at[t] + g->astride * (size_t)b;
+            __m512i ia = _mm512_set1_epi32(g->acorr[ix]);
+            #pragma GCC unroll 16
+            for (int k = 0; k < 8; k++)
+                ia = _mm512_dpbusd_epi32(ia, w[k], bcast4(q + 4 * k));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(g->ady[ix])), acc[t]);
+            if (has_min)
+                acc[t] = _mm512_fmadd_ps(_mm512_load_ps(g->mn + 16 * b),
+                                         _mm512_set1_ps(g->aaux[ix]), acc[t]);
+        }
+    }
+    #pragma GCC unroll 16
+    for (int t = 0; t < NT; t++)
+        _mm512_mask_storeu_ps(y + (t0 + t) * n_out, m, acc[t]);
+}
+
+KERNEL void tile_k4(const gemm *g, const uint8_t *a, size_t arow, int64_t t0, const int NT,
+                    float *y, int64_t n_out, __mmask16 m) {
+    __m512 acc[TILE_T], f[TILE_T];
+    const uint8_t *at[TILE_T];
+    const int64_t nsb = g->n / ANNEAL_QK_K;
+    #pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        at[t] = a + (size_t)(t0 + t) * arow + g->aoff;
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        #pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+            f[t] = _mm512_setzero_ps();
+        #pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) {
+            const int64_t b = 8 * s + j;
+            const uint8_t *cw = g->codes + 512 * b;
+            __m512i w[8];
+            #pragma GCC unroll 16
+            for (int k = 0; k < 8; k++)
+                w[k] = _mm512_load_si512(cw + 64 * k);
+            const __m512 dsc = _mm512_load_ps(g->sc + 16 * b);
+            #pragma GCC unroll 16
+            for (int t = 0; t < NT; t++) {
+                const uint8_t *q = at[t] + g->astride * (size_t)s + 32 * j;
+                __m512i ia = _mm512_setzero_si512();
+                #pragma GCC unroll 16
+                for (int k = 0; k < 8; k++)
+                    ia = _mm512_dpbusd_epi32(ia, w[k], bcast4(q + 4 * k));
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), dsc, f[t]);
+            }
+        }
+        #pragma GCC unroll 16
+        for (int j = 0; j < 8; j++) {
+            const __m512 dm = _mm512_load_ps(g->mn + 16 * (8 * s + j));
+            #pragma GCC unroll 16
+            for (int t = 0; t < NT; t++)
+                f[t] = _mm512_fmadd_ps(dm, _mm512_set1_ps(g->aaux[(t0 + t) * g->nb + 8 * s + j]),
+                                       f[t]);
+        }
+        #pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+            acc[t] = _mm512_fmadd_ps(f[t], _mm512_set1_ps(g->ady[(t0 + t) * nsb + s]), acc[t]);
+    }
+    #pragma GCC unroll 16
+    for (int t = 0; t < NT; t++)
+        _mm512_mask_storeu_ps(y + (t0 + t) * n_out, m, acc[t]);
+}
+
+KERNEL void tile_q6k(const gemm *g, const uint8_t *a, size_t arow, int64_t t0, const int NT,
+                     float *y, int64_t n_out, __mmask16 m) {
+    __m512 acc[TILE_T], f[TILE_T];
+    const uint8_t *at[TILE_T];
+    const int64_t nsb = g->n / ANNEAL_QK_K, ng = g->n / 16;
+    #pragma GCC unroll 16
+    for (int t = 0; t < NT; t++) {
+        acc[t] = _mm512_setzero_ps();
+        at[t] = a + (size_t)(t0 + t) * arow + g->aoff;
+    }
+    for (int64_t s = 0; s < nsb; s++) {
+        #pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+            f[t] = _mm512_setzero_ps();
+        #pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            const int64_t gi = 16 * s + j;
+            const uint8_t *cw = g->codes + 256 * gi;
+            __m512i w[4];
+            #pragma GCC unroll 16
+            for (int k = 0; k < 4; k++)
+                w[k] = _mm512_load_si512(cw + 64 * k);
+            const __m512 dsc = _mm512_load_ps(g->sc + 16 * gi);
+            #pragma GCC unroll 16
+            for (int t = 0; t < NT; t++) {
+                const uint8_t *q = at[t] + g->astride * (size_t)s + 16 * j;
+                __m512i ia = _mm512_set1_epi32(g->acorr[(t0 + t) * ng + gi]);
+                #pragma GCC unroll 16
+                for (int k = 0; k < 4; k++)
+                    ia = _mm512_dpbusd_epi32(ia, w[k], bcast4(q + 4 * k));
+                f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), dsc, f[t]);
+            }
+        }
+        #pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+            acc[t] = _mm512_fmadd_ps(f[t], _mm512_set1_ps(g->ady[(t0 + t) * nsb + s]), acc[t]);
+    }
+    #pragma GCC unroll 16
+    for (int t = 0; t < NT; t++)
+        _mm512_mask_storeu_ps(y + (t0 + t) * n_out, m, acc[t]);
+}
+
+// One tile against NT tokens, NT a compile-time constant in every instantiation.
+#define TILE_CASES(CALL)                                                                       \
+    switch (nt) {                                                                              \
+    case 1: CALL(1); break;                                                                    \
+    case 2: CALL(2); break;                                                                    \
+    case 3: CALL(3); break;                                                                    \
+    case 4: CALL(4); break;                                                                    \
+    case 5: CALL(5); break;                                                                    \
+    default: CALL(6); break;                                                                   \
+    }
+
+AVX512 static void run_tile(const gemm *g, const uint8_t *a, size_t arow, int64_t t0, int nt,
+                            float *y, int64_t n_out, __mmask16 m) {
+    switch (g->fam) {
+    case FAM_LEGACY:
+#define CALL(N) tile_legacy(g, a, arow, t0, N, false, y, n_out, m)
+        TILE_CASES(CALL)
+#undef CALL
+        break;
+    case FAM_LEGACY_MIN:
+#define CALL(N) tile_legacy(g, a, arow, t0, N, true, y, n_out, m)
+        TILE_CASES(CALL)
+#undef CALL
+        break;
+    case FAM_K4:
+#define CALL(N) tile_k4(g, a, arow, t0, N, y, n_out, m)
+        TILE_CASES(CALL)
+#undef CALL
+        break;
+    case FAM_Q6K:
+#define CALL(N) tile_q6k(g, a, arow, t0, N, y, n_out, m)
+        TILE_CASES(CALL)
+#undef CALL
+        break;
+    }
+}
+
+bool tensor_gemm_supported_avx512(uint32_t wtype) {
+    switch (wtype) {
+    case ANNEAL_TYPE_Q4_0:
+    case ANNEAL_TYPE_Q4_1:
+    case ANNEAL_TYPE_Q5_0:
+    case ANNEAL_TYPE_Q8_0:
+    case ANNEAL_TYPE_Q4_K:
+    case ANNEAL_TYPE_Q5_K:
+    case ANNEAL_TYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+AVX512 bool tensor_gemm_avx512(uint32_t wtype, const void *w, size_t wrow, int64_t n_in,
+                               int64_t n_out, int64_t r0, int64_t r1, const void *a, size_t arow,
+                               int64_t n_tok, float *y) {
+    if (!tensor_gemm_supported_avx512(wtype) || n_in <= 0 || n_in > (INT32_MAX / TILE_R))
+        return false;
+    gemm g = {.n = n_in, .nb = n_in / 32};
+    switch (wtype) {
+    case ANNEAL_TYPE_Q4_0: g.fam = FAM_LEGACY, g.off = -8; break;
+    case ANNEAL_TYPE_Q5_0: g.fam = FAM_LEGACY, g.off = -16; break;
+    case ANNEAL_TYPE_Q8_0: g.fam = FAM_LEGACY, g.off = -128; break;
+    case ANNEAL_TYPE_Q4_1: g.fam = FAM_LEGACY_MIN, g.off = 0; break;
+    case ANNEAL_TYPE_Q6_K: g.fam = FAM_Q6K, g.off = -32; break;
+    default: g.fam = FAM_K4; break;
+    }
+    bool legacy = g.fam == FAM_LEGACY || g.fam == FAM_LEGACY_MIN;
+    g.astride = legacy ? sizeof(anneal_block_q8_0) : sizeof(anneal_block_q8_K);
+    g.aoff = legacy ? offsetof(anneal_block_q8_0, qs) : offsetof(anneal_block_q8_K, qs);
+    // One allocation: tile codes (64-byte aligned), unpacked rows, scales, activation terms.
+    size_t n = (size_t)n_in, nt = (size_t)n_tok;
+    size_t sz_codes = TILE_R * n, sz_rows = TILE_R * n, sz_sc = (n / 16) * TILE_R * 4,
+           sz_mn = (n / 32) * TILE_R * 4, sz_ady = nt * (n / 32) * 4,
+           sz_corr = nt * (n / 16) * 4, sz_aux = nt * (n / 32) * 4;
+    size_t total = sz_codes + sz_rows + sz_sc + sz_mn + sz_ady + sz_corr + sz_aux + 64 * 7;
+    uint8_t *mem = anneal_aligned_alloc(64, total);
+    if (!mem) return false;
+    uint8_t *p = mem;
+#define TAKE(ptr, type, size)                                                                  \
+    do {                                                                                       \
+        ptr = (type *)p;                                                                       \
+        p += ((size) + 63) & ~(size_t)63;                                                      \
+    } while (0)
+    TAKE(g.codes, uint8_t, sz_codes);
+    TAKE(g.rows, uint8_t, sz_rows);
+    TAKE(g.sc, float, sz_sc);
+    TAKE(g.mn, float, sz_mn);
+    TAKE(g.ady, float, sz_ady);
+    TAKE(g.acorr, int32_t, sz_corr);
+    TAKE(g.aaux, float, sz_aux);
+#undef TAKE
+    prep_acts(&g, a, arow, n_tok);
+    for (int64_t r = r0; r < r1; r += TILE_R) {
+        int nr = r1 - r < TILE_R ? (int)(r1 - r) : TILE_R;
+        repack(wtype, (const uint8_t *)w + (size_t)r * wrow, wrow, nr, &g);
+        __mmask16 m = (__mmask16)((1u << nr) - 1);
+        for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_T) {
+            int ntk = n_tok - t0 < TILE_T ? (int)(n_tok - t0) : TILE_T;
+            run_tile(&g, a, arow, t0, ntk, y + r, n_out, m);
+        }
+    }
+    anneal_free(mem);
+    return true;
+}
