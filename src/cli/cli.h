@@ -20,6 +20,8 @@ typedef struct cli_command {
 int cmd_info(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 // True when argv[i] is -h or --help.
 bool cli_is_help(const char *arg);
