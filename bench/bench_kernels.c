@@ -1,7 +1,7 @@
 // Microbenchmark of anneal_matmul: decode GEMV (one activation row) over enough weight
 // matrices that they stream from DRAM, in GB/s of weights read, and prefill GEMM (128
 // activation rows) on TinyLlama's shapes, in GFLOP/s; per type, kernel level and thread
-// count (1 and 2, through the thread pool).
+// count (1 and 2, through the thread pool); then the Q8_0/Q8_K activation quantizers.
 // Usage: bench_kernels [min_seconds_per_case] [type ...]
 #include "anneal/tensor.h"
 
@@ -104,8 +104,8 @@ int main(int argc, char **argv) {
     // Decode: n_tok = 1 over 2048 x 5632 matrices, enough of them to exceed ~200 MB of
     // f32 (so even q4_0 weights are well past the last-level cache).
     enum { GV_IN = 2048, GV_OUT = 5632 };
-    printf("\nGEMV (n_tok 1, %d x %d per matrix, cycling through matrices past the LLC)\n",
-           GV_OUT, GV_IN);
+    printf("\nGEMV (n_tok 1, %d x %d per matrix, cycling through matrices past the LLC)\n", GV_OUT,
+           GV_IN);
     printf("%-6s %-7s %8s %8s %8s %9s\n", "type", "level", "threads", "GB/s", "ms/call",
            "LLC GB/s");
     for (int ti = 0; ti < ntypes; ti++) {
@@ -120,15 +120,15 @@ int main(int argc, char **argv) {
             if (!anneal_vec_dot_at(type, (anneal_kernel_level)lv)) continue;
             if (lv == 0) continue; // the reference is far too slow to matter here
             for (int m = 0; m < nmat; m++)
-                jobs[m] = (job){(anneal_kernel_level)lv, type, w + (uint64_t)m * per, GV_IN,
-                                GV_OUT, 1, a, y};
+                jobs[m] = (job){
+                    (anneal_kernel_level)lv, type, w + (uint64_t)m * per, GV_IN, GV_OUT, 1, a, y};
             for (int p = 0; p < 2; p++) {
                 double s = time_jobs(pools[p], jobs, nmat, min_s);
                 // The same with one matrix, which stays in the last-level cache: the
                 // kernel's own speed, without DRAM as the limit.
                 double sc = time_jobs(pools[p], jobs, 1, min_s / 2);
-                printf("%-6s %-7s %8d %8.2f %8.3f %9.2f\n", anneal_type_get(type)->name,
-                       levels[lv], p + 1, (double)per / s / 1e9, s * 1e3, (double)per / sc / 1e9);
+                printf("%-6s %-7s %8d %8.2f %8.3f %9.2f\n", anneal_type_get(type)->name, levels[lv],
+                       p + 1, (double)per / s / 1e9, s * 1e3, (double)per / sc / 1e9);
                 fflush(stdout);
             }
         }
@@ -142,8 +142,8 @@ int main(int argc, char **argv) {
     // (5632 x 2048) and ffn down (2048 x 5632) shapes.
     enum { NTOK = 128 };
     const int64_t shapes[3][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}}; // n_out, n_in
-    printf("\nGEMM (n_tok %d)\n%-6s %-7s %-11s %8s %8s %8s\n", NTOK, "type", "level", "n_out x n_in",
-           "threads", "GFLOP/s", "ms/call");
+    printf("\nGEMM (n_tok %d)\n%-6s %-7s %-11s %8s %8s %8s\n", NTOK, "type", "level",
+           "n_out x n_in", "threads", "GFLOP/s", "ms/call");
     for (int ti = 0; ti < ntypes; ti++) {
         uint32_t type = types[ti];
         for (int si = 0; si < 3; si++) {
@@ -167,6 +167,34 @@ int main(int argc, char **argv) {
             free(y);
         }
     }
+
+    // Activation quantization (one thread): 128 rows of 5632, as the ffn down input.
+    printf("\nActivation quantize (128 x 5632)\n%-6s %-7s %10s\n", "type", "level", "ns/elem");
+    enum { QROWS = 128, QN = 5632 };
+    float *qx = malloc(sizeof(float) * QROWS * QN);
+    uint8_t *qo =
+        malloc(nbytes(ANNEAL_TYPE_Q8_0, QN) * QROWS + nbytes(ANNEAL_TYPE_Q8_K, QN) * QROWS);
+    for (int i = 0; i < QROWS * QN; i++)
+        qx[i] = (float)rand() / RAND_MAX - 0.5f;
+    const uint32_t qtypes[] = {ANNEAL_TYPE_Q8_0, ANNEAL_TYPE_Q8_K};
+    for (int qi = 0; qi < 2; qi++)
+        for (int lv = 0; lv < 3; lv++) {
+            if (anneal_quantize_rows_at((anneal_kernel_level)lv, qtypes[qi], qx, qo, QN, QROWS, 0,
+                                        1) != ANNEAL_OK)
+                continue;
+            int reps = 0;
+            double t0 = now(), el;
+            do {
+                anneal_quantize_rows_at((anneal_kernel_level)lv, qtypes[qi], qx, qo, QN, QROWS, 0,
+                                        1);
+                reps++;
+                el = now() - t0;
+            } while (el < min_s / 4);
+            printf("%-6s %-7s %10.3f\n", anneal_type_get(qtypes[qi])->name, levels[lv],
+                   el / reps / (QROWS * QN) * 1e9);
+        }
+    free(qx);
+    free(qo);
     for (int p = 0; p < 2; p++)
         anneal_pool_free(pools[p]);
     return 0;

@@ -76,7 +76,7 @@ void anneal_cpu_describe(char *buf, size_t cap);
 typedef uint16_t anneal_fp16;
 typedef uint16_t anneal_bf16;
 
-#define ANNEAL_QK 32   // elements per block of the legacy quants (Q4_0, Q4_1, Q5_0, Q8_0)
+#define ANNEAL_QK 32    // elements per block of the legacy quants (Q4_0, Q4_1, Q5_0, Q8_0)
 #define ANNEAL_QK_K 256 // elements per K-quant super-block
 
 typedef struct anneal_block_q4_0 {
@@ -200,10 +200,10 @@ anneal_vec_dot_fn anneal_vec_dot_at(uint32_t type, anneal_kernel_level level);
 // y[t * n_out + r] = dot(W row r, A row t) for r < n_out, t < n_tok. W: n_out rows of n_in
 // elements of `wtype`, contiguous; A: n_tok rows of n_in elements of
 // anneal_vec_dot_type(wtype), contiguous. Thread ith of nth (0 <= ith < nth) computes a
-// contiguous share of the rows r for every t (shares start at multiples of 16 rows, so
-// they are even to within 16 rows), so nth threads calling it with the same arguments
+// contiguous share of the rows r for every t (shares start at multiples of 32 rows, so
+// they are even to within 32 rows), so nth threads calling it with the same arguments
 // cover Y once with no overlap. At the AVX-512 level, batches of 8 or more activation rows
-// run as a tiled GEMM (16 weight rows x 6 activation rows per register tile) and smaller
+// run as a tiled GEMM (32 weight rows x 6 activation rows per register tile) and smaller
 // ones as matrix-vector kernels taking 4 weight rows per pass; other levels and types run
 // the dots, each weight row read once per group of 4 activation rows. Results are within
 // float-accumulation rounding of the reference dots and never depend on ith/nth; see

@@ -243,7 +243,7 @@ anneal_status anneal_quantize_rows(uint32_t type, const float *x, void *out, int
 #define GEMM_MIN_TOK 8
 // Thread shares start at multiples of this many rows (the GEMM tile height), so no thread
 // but the last runs a partial tile.
-#define ROW_ALIGN 16
+#define ROW_ALIGN 32
 
 // Start of thread i's share of n rows: n*i/nth rounded to the nearest multiple of
 // ROW_ALIGN (monotonic in i, so shares are contiguous and never overlap).
@@ -268,6 +268,8 @@ anneal_status anneal_matmul_at(anneal_kernel_level level, uint32_t wtype, const 
     int64_t r0 = share_start(n_out, ith, nth), r1 = share_start(n_out, ith + 1, nth);
     if (r0 >= r1 || n_tok == 0) return ANNEAL_OK;
     if (level == ANNEAL_KERNELS_AVX512 && n_in > 0) {
+        if (tensor_matmul_float_avx512(wtype, w, wrow, n_in, n_out, r0, r1, a, n_tok, y))
+            return ANNEAL_OK;
         if (n_tok >= GEMM_MIN_TOK &&
             tensor_gemm_avx512(wtype, w, wrow, n_in, n_out, r0, r1, a, arow, n_tok, y))
             return ANNEAL_OK;

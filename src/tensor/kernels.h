@@ -76,7 +76,6 @@ void tensor_dot_q4_0_avx512(int64_t n, float *out, const void *w, const void *a)
 void tensor_dot_q8_0_avx512(int64_t n, float *out, const void *w, const void *a);
 void tensor_dot_q4_K_avx512(int64_t n, float *out, const void *w, const void *a);
 
-
 // SIMD activation quantizers, x86/quant_avx512.c: bit-identical to the reference ones.
 void tensor_quantize_q8_0_avx512(const float *x, anneal_block_q8_0 *y, int64_t k);
 void tensor_quantize_q8_K_avx512(const float *x, anneal_block_q8_K *y, int64_t k);
@@ -88,6 +87,10 @@ bool tensor_gemm_supported_avx512(uint32_t wtype);
 bool tensor_gemm_avx512(uint32_t wtype, const void *w, size_t wrow, int64_t n_in, int64_t n_out,
                         int64_t r0, int64_t r1, const void *a, size_t arow, int64_t n_tok,
                         float *y);
+// Float weights (F32/F16/BF16) x F32 activations, any batch, x86/gemm_avx512.c.
+bool tensor_matmul_float_avx512(uint32_t wtype, const void *w, size_t wrow, int64_t n_in,
+                                int64_t n_out, int64_t r0, int64_t r1, const float *a,
+                                int64_t n_tok, float *y);
 
 // Matrix-vector kernels for small batches, x86/gemv_avx512.c; same contract as the GEMM.
 bool tensor_gemv_supported_avx512(uint32_t wtype);
