@@ -128,7 +128,8 @@ const anneal_gguf_tensor *anneal_gguf_find_tensor(const anneal_gguf *g, const ch
 
 // ---- writing ------------------------------------------------------------------
 // A writer collects key/values and tensors in order, then writes the file atomically
-// (anneal_atomic_*). Keys and names are copied; tensor data is borrowed until write.
+// (anneal_atomic_*). Keys and names are copied; tensor data is borrowed until write, or
+// produced during write by a fill callback (anneal_gguf_writer_add_tensor_fill).
 // A failing call returns its status and also records the first failure in the writer,
 // which anneal_gguf_writer_write then reports (so a sequence of calls can be checked once).
 typedef struct anneal_gguf_writer anneal_gguf_writer;
@@ -151,8 +152,25 @@ anneal_status anneal_gguf_writer_remove(anneal_gguf_writer *w, const char *key);
 // dims; the type must be known (ANNEAL_ERR_UNSUPPORTED otherwise); names must be unique
 // and shorter than 64 bytes (llama.cpp's limit).
 anneal_status anneal_gguf_writer_add_tensor(anneal_gguf_writer *w, const char *name, uint32_t type,
-                                            uint32_t n_dims, const uint64_t *dims,
-                                            const void *data, uint64_t nbytes);
+                                            uint32_t n_dims, const uint64_t *dims, const void *data,
+                                            uint64_t nbytes);
+// Produces bytes [offset, offset + n) of tensor tensor_index (its position among the
+// writer's tensors) into buf. Asked during write, in file order, from the writing thread,
+// with consecutive ranges of whole rows (a row is dims[0] elements). A status other than
+// ANNEAL_OK stops the write: it fails with that status and err's message (prefixed with the
+// path), and nothing is left at the path.
+typedef anneal_status (*anneal_gguf_fill_fn)(void *ctx, uint64_t tensor_index, uint64_t offset,
+                                             void *buf, uint64_t n, anneal_err *err);
+// As add_tensor, but the nbytes of data come from fill(ctx, ...) while the file is written,
+// so no tensor has to be held whole. Same checks; the bytes written are those add_tensor
+// with the same data would give.
+anneal_status anneal_gguf_writer_add_tensor_fill(anneal_gguf_writer *w, const char *name,
+                                                 uint32_t type, uint32_t n_dims,
+                                                 const uint64_t *dims, uint64_t nbytes,
+                                                 anneal_gguf_fill_fn fill, void *ctx);
+// The most bytes one fill call is asked for (default 16 MiB; 0 restores it): as many whole
+// rows as fit, but always at least one row. Write holds one buffer of the largest such chunk.
+void anneal_gguf_writer_set_fill_chunk(anneal_gguf_writer *w, uint64_t bytes);
 // Copies every key/value and tensor of g, in order (tensor data borrowed from g, which
 // must stay open until write). A tensor of unknown type cannot be copied
 // (ANNEAL_ERR_UNSUPPORTED naming it). Copy then write reproduces a ggml or gguf-py file

@@ -1,6 +1,6 @@
 // anneal optimize: quantizing model files (llama.cpp's tensor-type conventions, including the
-// Q4_K_M / Q5_K_M mixes) and writing GGUF files whose tensors are produced on the fly, so
-// that a model never has to be held in memory whole. docs/quantize.md describes the rules.
+// Q4_K_M / Q5_K_M mixes), tensor by tensor through the GGUF writer's fill callbacks, so that
+// a model never has to be held in memory whole. docs/quantize.md describes the rules.
 #ifndef ANNEAL_OPTIMIZE_H
 #define ANNEAL_OPTIMIZE_H
 
@@ -57,37 +57,18 @@ void anneal_quant_plan(const anneal_quant_target *t, const anneal_quant_model *m
 anneal_status anneal_quant_plan_file(const anneal_gguf *g, const anneal_quant_target *t,
                                      uint32_t *types, bool *fallback, anneal_err *err);
 
-// ---- streamed GGUF writing ----------------------------------------------------------
-// A tensor whose bytes are produced by a callback while the file is written.
-typedef struct anneal_stream_tensor {
-    const char *name;
-    uint32_t type;
-    uint32_t n_dims;
-    uint64_t dims[ANNEAL_GGUF_MAX_DIMS]; // innermost first; rows = product of dims[1..]
-} anneal_stream_tensor;
-
-// Writes rows [r0, r1) of tensor i, in its type, to dst ((r1 - r0) rows of bytes). Called
-// in file order with consecutive row ranges, from the writing thread.
-typedef anneal_status (*anneal_stream_fill_fn)(void *ctx, size_t i, uint64_t r0, uint64_t r1,
-                                               void *dst, anneal_err *err);
-// After each chunk: bytes of tensor data written so far, and in all.
-typedef void (*anneal_stream_progress_fn)(void *ctx, size_t i, uint64_t done, uint64_t total);
-
-// Writes path atomically: the key/values of meta (which must hold no tensors), then the n
-// tensors, filled chunk by chunk (at most chunk_bytes of tensor data, at least one row, in
-// memory at a time). The bytes are exactly those anneal_gguf_writer_write would give for
-// the same key/values and tensors. progress may be NULL.
-anneal_status anneal_stream_write(anneal_gguf_writer *meta, const anneal_stream_tensor *ts,
-                                  size_t n, anneal_stream_fill_fn fill, void *fill_ctx,
-                                  size_t chunk_bytes, anneal_stream_progress_fn progress,
-                                  void *progress_ctx, const char *path, anneal_err *err);
-
 // ---- quantizing a file --------------------------------------------------------------
+// Called as each chunk of output tensor i is produced (in file order, from the calling
+// thread): done bytes of tensor data so far out of total; tensor_done on the last chunk of
+// tensor i. A tensor without data (a zero dimension) has no chunks and is not reported.
+typedef void (*anneal_quantize_progress_fn)(void *ctx, size_t i, bool tensor_done, uint64_t done,
+                                            uint64_t total);
+
 typedef struct anneal_quantize_opts {
-    const char *target;                 // a target name
-    int n_threads;                      // <= 0: anneal_thread_count()
-    const char *command;                // recorded as anneal.lineage.command (NULL = "")
-    anneal_stream_progress_fn progress; // may be NULL; i indexes the input's tensors
+    const char *target;                   // a target name
+    int n_threads;                        // <= 0: anneal_thread_count()
+    const char *command;                  // recorded as anneal.lineage.command (NULL = "")
+    anneal_quantize_progress_fn progress; // may be NULL; i indexes the input's tensors
     void *progress_ctx;
 } anneal_quantize_opts;
 

@@ -12,7 +12,7 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 typedef struct cli_command {
     const char *name;
-    const char *summary; // one line, for `anneal help`
+    const char *summary;               // one line, for `anneal help`
     int (*run)(int argc, char **argv); // argv[0] is the command name
 } cli_command;
 
@@ -22,6 +22,9 @@ int cmd_gguf(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 // True when argv[i] is -h or --help.
 bool cli_is_help(const char *arg);
@@ -43,5 +46,24 @@ enum {
 // the first character starting at byte `max` or later (0 = no limit); returns the bytes of
 // s written (n unless cut).
 size_t cli_put_escaped(FILE *f, const char *s, size_t n, size_t max, unsigned flags);
+
+// Progress of long work over n items (tensors) measured in bytes, on stderr: a bar redrawn
+// in place on a terminal, else one line "[k/n] LABEL" as each item completes (DESIGN.md).
+// label writes item i's description (e.g. its name and type) to f.
+typedef void (*cli_label_fn)(void *ctx, size_t i, FILE *f);
+typedef struct cli_progress {
+    size_t n;
+    cli_label_fn label;
+    void *ctx;
+    bool tty;
+    bool bar_open; // the bar's line is on screen without its newline
+    int permille;  // last drawn, so a bar is not redrawn for nothing
+} cli_progress;
+void cli_progress_start(cli_progress *p, size_t n, cli_label_fn label, void *ctx);
+// Work inside item i has reached done of total bytes; item_done when item i is complete
+// (items complete in order).
+void cli_progress_update(cli_progress *p, size_t i, bool item_done, uint64_t done, uint64_t total);
+// Ends the bar's line if one is open (before an error message).
+void cli_progress_end(cli_progress *p);
 
 #endif

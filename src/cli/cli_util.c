@@ -1,10 +1,12 @@
-// Helpers every command shares: help and usage errors, number parsing, escaped output.
+// Helpers every command shares: help and usage errors, number parsing, escaped output, the
+// progress display.
 #include "cli/cli.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool cli_is_help(const char *arg) {
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
@@ -73,4 +75,44 @@ size_t cli_put_escaped(FILE *f, const char *s, size_t n, size_t max, unsigned fl
         i++;
     }
     return i;
+}
+
+// ---- progress -----------------------------------------------------------------------
+
+#define BAR_WIDTH 30
+
+void cli_progress_start(cli_progress *p, size_t n, cli_label_fn label, void *ctx) {
+    *p = (cli_progress){.n = n, .label = label, .ctx = ctx, .tty = isatty(2) != 0, .permille = -1};
+}
+
+void cli_progress_update(cli_progress *p, size_t i, bool item_done, uint64_t done, uint64_t total) {
+    if (!p->tty) {
+        if (!item_done) return;
+        fprintf(stderr, "[%zu/%zu] ", i + 1, p->n);
+        p->label(p->ctx, i, stderr);
+        fputc('\n', stderr);
+        return;
+    }
+    int permille = total ? (int)(1000.0 * (double)done / (double)total) : 1000;
+    if (permille == p->permille && !item_done && done != total) return;
+    p->permille = permille;
+    char bar[BAR_WIDTH + 1];
+    int full = permille * BAR_WIDTH / 1000;
+    for (int k = 0; k < BAR_WIDTH; k++)
+        bar[k] = k < full ? '#' : '.';
+    bar[BAR_WIDTH] = '\0';
+    // \r redraws the line, \033[K clears what a longer label left behind.
+    fprintf(stderr, "\r  [%s] %3d%% %.1f / %.1f MB  [%zu/%zu] ", bar, permille / 10,
+            (double)done / 1e6, (double)total / 1e6, i + 1, p->n);
+    p->label(p->ctx, i, stderr);
+    fputs("\033[K", stderr);
+    p->bar_open = true;
+    if (done == total) cli_progress_end(p);
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p) {
+    if (!p->bar_open) return;
+    fputc('\n', stderr);
+    p->bar_open = false;
 }

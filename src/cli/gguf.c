@@ -1,10 +1,13 @@
-// `anneal gguf`: show a GGUF file's metadata and tensor table (text or JSON), or verify it.
+// `anneal gguf`: show a GGUF file's metadata, lineage and tensor table (text or JSON), or
+// verify it.
 #include "cli/cli.h"
 
 #include "anneal/gguf.h"
+#include "anneal/lineage.h"
 #include "anneal/tensor.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
 #include <string.h>
 
@@ -21,12 +24,14 @@ static const char *HELP =
 
 static const char *HELP_SHOW =
     "usage: anneal gguf show FILE [--json] [--all]\n"
-    "Prints the header, every key/value (type and value) and the tensor table (name, type,\n"
-    "dims innermost first, offset within the data section, bytes).\n"
+    "Prints the header, every key/value (type and value), the anneal.lineage.* keys parsed\n"
+    "(when the file has them: each parent's role, SHA-256 and path, the command, config,\n"
+    "tool and creation time) and the tensor table (name, type, dims innermost first, offset\n"
+    "within the data section, bytes).\n"
     "Long arrays show their first elements and \"... (N items)\", long strings are cut.\n"
     "\n"
     "  --json   one JSON document instead of text (arrays cut the same way, marked\n"
-    "           \"truncated\": true)\n"
+    "           \"truncated\": true; \"lineage\" is an object, or null without lineage)\n"
     "  --all    every array element and the whole of every string\n";
 
 static const char *HELP_VERIFY =
@@ -172,6 +177,93 @@ static void put_dims(FILE *f, const anneal_gguf_tensor *t) {
     fputc(']', f);
 }
 
+// A value read from the file, escaped.
+static void put_plain(FILE *f, const char *s) {
+    cli_put_escaped(f, s, strlen(s), 0, CLI_ESC_C1);
+}
+
+// The lineage section: nothing when the file has no anneal.lineage.* key, the reason when
+// the keys are malformed (the file is still valid GGUF, so this is not an error).
+static void show_lineage_text(const anneal_gguf *g) {
+    anneal_lineage *lin = NULL;
+    anneal_err err = {0};
+    anneal_status st = anneal_lineage_read(g, &lin, &err);
+    if (st == ANNEAL_ERR_NOT_FOUND) return;
+    if (st) {
+        const char *msg = anneal_err_msg(&err);
+        if (strncmp(msg, "lineage: ", 9) == 0) msg += 9;
+        fputs("\nlineage: unreadable: ", stdout);
+        put_plain(stdout, msg);
+        fputc('\n', stdout);
+        return;
+    }
+    printf("\nlineage:\n");
+    if (lin->n_parents == 0) printf("  parents  (none)\n");
+    for (size_t i = 0; i < lin->n_parents; i++) {
+        const anneal_lineage_parent *p = &lin->parents[i];
+        printf("  parent   %-8s sha256:%s  ", p->role, p->sha256);
+        put_plain(stdout, p->path);
+        fputc('\n', stdout);
+    }
+    const char *names[] = {"command", "config", "tool", "created"};
+    const char *vals[] = {lin->command, lin->config, lin->tool, lin->created};
+    for (int k = 0; k < 4; k++) {
+        printf("  %-8s ", names[k]);
+        put_plain(stdout, vals[k]);
+        fputc('\n', stdout);
+    }
+    anneal_lineage_free(lin);
+}
+
+static void put_json_str(FILE *f, const char *s) {
+    anneal_json_write_str(f, s, strlen(s));
+}
+
+// "lineage": null without lineage keys, {"error": ...} when they are malformed.
+static void show_lineage_json(const anneal_gguf *g) {
+    anneal_lineage *lin = NULL;
+    anneal_err err = {0};
+    anneal_status st = anneal_lineage_read(g, &lin, &err);
+    fputs(",\n \"lineage\": ", stdout);
+    if (st == ANNEAL_ERR_NOT_FOUND) {
+        fputs("null", stdout);
+        return;
+    }
+    if (st) {
+        fputs("{\"error\": ", stdout);
+        put_json_str(stdout, anneal_err_msg(&err));
+        fputc('}', stdout);
+        return;
+    }
+    fputs("{\"parents\": [", stdout);
+    for (size_t i = 0; i < lin->n_parents; i++) {
+        const anneal_lineage_parent *p = &lin->parents[i];
+        fputs(i ? ", {\"role\": " : "{\"role\": ", stdout);
+        put_json_str(stdout, p->role);
+        fputs(", \"sha256\": ", stdout);
+        put_json_str(stdout, p->sha256);
+        fputs(", \"path\": ", stdout);
+        put_json_str(stdout, p->path);
+        fputc('}', stdout);
+    }
+    fputs("], \"command\": ", stdout);
+    put_json_str(stdout, lin->command);
+    // The config is a JSON object: embedded as one when it parses as one, else as a string.
+    fputs(", \"config\": ", stdout);
+    json_t *cfg = json_loads(lin->config, 0, NULL);
+    if (json_is_object(cfg))
+        fputs(lin->config, stdout);
+    else
+        put_json_str(stdout, lin->config);
+    json_decref(cfg);
+    fputs(", \"tool\": ", stdout);
+    put_json_str(stdout, lin->tool);
+    fputs(", \"created\": ", stdout);
+    put_json_str(stdout, lin->created);
+    fputc('}', stdout);
+    anneal_lineage_free(lin);
+}
+
 static void show_text(const char *path, const anneal_gguf *g, bool all) {
     uint64_t nk = anneal_gguf_n_kv(g), nt = anneal_gguf_n_tensors(g);
     printf("%s: GGUF v%" PRIu32 ", %" PRIu64 " key/values, %" PRIu64 " tensors, alignment %" PRIu64
@@ -189,6 +281,7 @@ static void show_text(const char *path, const anneal_gguf *g, bool all) {
         put_value(stdout, &kv->value, all, false, SHOW_STR_BYTES);
         fputc('\n', stdout);
     }
+    show_lineage_text(g);
     printf("\ntensors (%" PRIu64 "):\n", nt);
     if (nt)
         printf("  %5s  %-40s %-18s %14s %14s  %s\n", "#", "name", "type", "offset", "bytes",
@@ -236,7 +329,9 @@ static void show_json(const char *path, const anneal_gguf *g, bool all) {
         put_value(stdout, v, all, true, 0);
         fputc('}', stdout);
     }
-    fputs(nk ? "\n ],\n \"tensors\": [" : "],\n \"tensors\": [", stdout);
+    fputs(nk ? "\n ]" : "]", stdout);
+    show_lineage_json(g);
+    fputs(",\n \"tensors\": [", stdout);
     for (uint64_t i = 0; i < nt; i++) {
         const anneal_gguf_tensor *t = anneal_gguf_tensor_at(g, i);
         const anneal_type_info *ti = anneal_type_get(t->type);

@@ -13,7 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *HELP =
     "usage: anneal init --arch llama --dim D --layers L --heads H [--kv-heads K] --ffn F\n"
@@ -58,23 +57,24 @@ typedef struct init_opts {
     const anneal_quant_target *type;
 } init_opts;
 
-// How tensor i is filled.
+// Tensor i: its shape and type, and how it is filled.
 typedef struct init_tensor {
     char name[64];
     double std; // 0: every element 1 (norm weights)
+    uint32_t type, n_dims;
+    uint64_t dims[ANNEAL_GGUF_MAX_DIMS]; // innermost first
+    uint64_t nbytes;
 } init_tensor;
 
 typedef struct init_ctx {
     const init_tensor *it;
-    const anneal_stream_tensor *st;
     uint64_t seed;
     anneal_pool *pool;
     float *scratch; // max_cols floats per thread
     int64_t max_cols;
-    bool tty;
+    const uint64_t *starts; // starts[i]: tensor data bytes before tensor i; starts[n]: all
     size_t n;
-    const uint64_t *ends; // ends[i]: tensor data bytes up to the end of tensor i
-    size_t reported;      // tensors reported complete
+    cli_progress progress;
 } init_ctx;
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -115,12 +115,12 @@ typedef struct gen_job {
 
 static void gen_rows(void *arg, int ith, int nth) {
     gen_job *j = arg;
-    const anneal_stream_tensor *t = &j->c->st[j->i];
+    const init_tensor *t = &j->c->it[j->i];
     int64_t ncols = (int64_t)t->dims[0], lo, hi;
     anneal_split((int64_t)(j->r1 - j->r0), ith, nth, &lo, &hi);
     float *x = j->c->scratch + ith * j->c->max_cols;
     for (int64_t r = lo; r < hi; r++) {
-        gen_row(x, ncols, j->c->it[j->i].std, j->c->seed, j->i, j->r0 + (uint64_t)r);
+        gen_row(x, ncols, t->std, j->c->seed, j->i, j->r0 + (uint64_t)r);
         anneal_status st = anneal_quantize(t->type, x, j->dst + (uint64_t)r * j->row_bytes, ncols);
         if (st) {
             j->status[ith] = st;
@@ -129,36 +129,27 @@ static void gen_rows(void *arg, int ith, int nth) {
     }
 }
 
-static anneal_status fill(void *ctx, size_t i, uint64_t r0, uint64_t r1, void *dst,
+// The GGUF writer's fill callback: bytes [off, off + n) of tensor i, whole rows.
+static anneal_status fill(void *ctx, uint64_t i, uint64_t off, void *dst, uint64_t n,
                           anneal_err *err) {
     init_ctx *c = ctx;
+    const init_tensor *t = &c->it[i];
     uint64_t row_bytes;
-    anneal_type_nbytes(c->st[i].type, c->st[i].dims[0], &row_bytes);
+    anneal_type_nbytes(t->type, t->dims[0], &row_bytes);
     anneal_status status[256] = {0};
-    gen_job j = {c, i, r0, r1, dst, row_bytes, status};
+    gen_job j = {c, (size_t)i, off / row_bytes, (off + n) / row_bytes, dst, row_bytes, status};
     anneal_pool_run(c->pool, gen_rows, &j);
     for (int k = 0; k < anneal_pool_size(c->pool); k++)
         if (status[k])
-            return anneal_err_set(err, status[k], "tensor '%s': generating failed", c->st[i].name);
+            return anneal_err_set(err, status[k], "tensor '%s': generating failed", t->name);
+    cli_progress_update(&c->progress, (size_t)i, off + n == t->nbytes, c->starts[i] + off + n,
+                        c->starts[c->n]);
     return ANNEAL_OK;
 }
 
-// A bar on a terminal; otherwise a line as each tensor is complete.
-static void progress(void *ctx, size_t i, uint64_t done, uint64_t total) {
-    init_ctx *c = ctx;
-    if (c->tty) {
-        int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
-        fprintf(stderr, "\r  %3d%% %9.1f / %.1f MB  %-32s", pct, (double)done / 1e6,
-                (double)total / 1e6, c->st[i].name);
-        if (done == total) fputc('\n', stderr);
-        return;
-    }
-    while (c->reported < c->n && done >= c->ends[c->reported]) {
-        const anneal_stream_tensor *t = &c->st[c->reported];
-        fprintf(stderr, "[%zu/%zu] %s %s\n", c->reported + 1, c->n, t->name,
-                anneal_type_get(t->type)->name);
-        c->reported++;
-    }
+static void label(void *ctx, size_t i, FILE *f) {
+    const init_tensor *t = &((const init_ctx *)ctx)->it[i];
+    fprintf(f, "%s %s", t->name, anneal_type_get(t->type)->name);
 }
 
 static bool parse_double(const char *s, double lo, double hi, double *out) {
@@ -312,15 +303,16 @@ static char *config_json(const init_opts *o, uint64_t n_vocab) {
     return s;
 }
 
-static void add(init_tensor *it, anneal_stream_tensor *st, size_t *n, const char *name, double std,
-                uint64_t d0, uint64_t d1) {
-    snprintf(it[*n].name, sizeof it[*n].name, "%s", name);
-    it[*n].std = std;
-    st[*n] = (anneal_stream_tensor){.name = it[*n].name,
-                                    .type = ANNEAL_TYPE_F32,
-                                    .n_dims = d1 ? 2 : 1,
-                                    .dims = {d0, d1 ? d1 : 1, 1, 1}};
-    (*n)++;
+static void add(init_tensor *it, size_t *n, const char *name, double std, uint64_t d0,
+                uint64_t d1) {
+    init_tensor *t = &it[(*n)++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->std = std;
+    t->type = ANNEAL_TYPE_F32;
+    t->n_dims = d1 ? 2 : 1;
+    t->dims[0] = d0;
+    t->dims[1] = d1 ? d1 : 1;
+    t->dims[2] = t->dims[3] = 1;
 }
 
 int cmd_init(int argc, char **argv) {
@@ -338,9 +330,9 @@ int cmd_init(int argc, char **argv) {
     anneal_gguf_writer *w = NULL;
     anneal_pool *pool = NULL;
     init_tensor *it = NULL;
-    anneal_stream_tensor *st = NULL;
     float *scratch = NULL;
-    uint64_t *ends = NULL;
+    uint64_t *starts = NULL;
+    init_ctx c = {0};
     char *config = NULL, *command = NULL;
     rc = CLI_FAIL;
 
@@ -404,29 +396,28 @@ int cmd_init(int argc, char **argv) {
     // The tensor list, in the order converters write llama models.
     size_t cap = 3 + 9 * (size_t)o.layers, n = 0;
     it = anneal_calloc(cap, sizeof *it);
-    st = anneal_calloc(cap, sizeof *st);
-    if (!it || !st) {
+    if (!it) {
         anneal_err_set(&err, ANNEAL_ERR_NOMEM, "out of memory");
         goto fail;
     }
     double resid = INIT_STD / sqrt(2.0 * (double)o.layers);
-    add(it, st, &n, "token_embd.weight", INIT_STD, dim, n_vocab);
+    add(it, &n, "token_embd.weight", INIT_STD, dim, n_vocab);
     for (long l = 0; l < o.layers; l++) {
         char name[64];
 #define BLK(suffix) (snprintf(name, sizeof name, "blk.%ld.%s", l, suffix), name)
-        add(it, st, &n, BLK("attn_norm.weight"), 0, dim, 0);
-        add(it, st, &n, BLK("attn_q.weight"), INIT_STD, dim, dim);
-        add(it, st, &n, BLK("attn_k.weight"), INIT_STD, dim, kv_dim);
-        add(it, st, &n, BLK("attn_v.weight"), INIT_STD, dim, kv_dim);
-        add(it, st, &n, BLK("attn_output.weight"), resid, dim, dim);
-        add(it, st, &n, BLK("ffn_norm.weight"), 0, dim, 0);
-        add(it, st, &n, BLK("ffn_gate.weight"), INIT_STD, dim, ffn);
-        add(it, st, &n, BLK("ffn_up.weight"), INIT_STD, dim, ffn);
-        add(it, st, &n, BLK("ffn_down.weight"), resid, ffn, dim);
+        add(it, &n, BLK("attn_norm.weight"), 0, dim, 0);
+        add(it, &n, BLK("attn_q.weight"), INIT_STD, dim, dim);
+        add(it, &n, BLK("attn_k.weight"), INIT_STD, dim, kv_dim);
+        add(it, &n, BLK("attn_v.weight"), INIT_STD, dim, kv_dim);
+        add(it, &n, BLK("attn_output.weight"), resid, dim, dim);
+        add(it, &n, BLK("ffn_norm.weight"), 0, dim, 0);
+        add(it, &n, BLK("ffn_gate.weight"), INIT_STD, dim, ffn);
+        add(it, &n, BLK("ffn_up.weight"), INIT_STD, dim, ffn);
+        add(it, &n, BLK("ffn_down.weight"), resid, ffn, dim);
 #undef BLK
     }
-    add(it, st, &n, "output_norm.weight", 0, dim, 0);
-    if (!o.tied) add(it, st, &n, "output.weight", INIT_STD, dim, n_vocab);
+    add(it, &n, "output_norm.weight", 0, dim, 0);
+    if (!o.tied) add(it, &n, "output.weight", INIT_STD, dim, n_vocab);
 
     // Types by the same rules as `anneal quantize` (a mix places Q6_K where llama.cpp does).
     anneal_quant_tensor *qt = anneal_calloc(n, sizeof *qt);
@@ -439,14 +430,14 @@ int cmd_init(int argc, char **argv) {
     }
     for (size_t i = 0; i < n; i++)
         qt[i] = (anneal_quant_tensor){
-            st[i].name, st[i].n_dims, {st[i].dims[0], st[i].dims[1], 1, 1}, ANNEAL_TYPE_F32};
+            it[i].name, it[i].n_dims, {it[i].dims[0], it[i].dims[1], 1, 1}, ANNEAL_TYPE_F32};
     anneal_quant_model facts = {.n_layer = (uint32_t)o.layers,
                                 .is_70b = o.layers == 80 && o.kv_heads != o.heads};
     anneal_quant_plan(o.type, &facts, qt, n, types, NULL);
     uint64_t n_params = 0;
     for (size_t i = 0; i < n; i++) {
-        st[i].type = types[i];
-        n_params += st[i].dims[0] * st[i].dims[1];
+        it[i].type = types[i];
+        n_params += it[i].dims[0] * it[i].dims[1];
     }
     anneal_free(qt);
     anneal_free(types);
@@ -460,18 +451,21 @@ int cmd_init(int argc, char **argv) {
         anneal_err_set(&err, ANNEAL_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    ends = anneal_calloc(n, sizeof *ends);
-    if (!ends) {
+    starts = anneal_calloc(n + 1, sizeof *starts);
+    if (!starts) {
         anneal_err_set(&err, ANNEAL_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    c = (init_ctx){it, o.seed, pool, scratch, max_cols, starts, n, {0}};
+    cli_progress_start(&c.progress, n, label, &c);
+    anneal_gguf_writer_set_fill_chunk(w, CHUNK_BYTES);
     for (size_t i = 0; i < n; i++) {
-        uint64_t b = 0;
-        anneal_type_nbytes(st[i].type, st[i].dims[0] * st[i].dims[1], &b);
-        ends[i] = (i ? ends[i - 1] : 0) + b;
+        anneal_type_nbytes(it[i].type, it[i].dims[0] * it[i].dims[1], &it[i].nbytes);
+        starts[i + 1] = starts[i] + it[i].nbytes;
+        anneal_gguf_writer_add_tensor_fill(w, it[i].name, it[i].type, it[i].n_dims, it[i].dims,
+                                           it[i].nbytes, fill, &c);
     }
-    init_ctx c = {it, st, o.seed, pool, scratch, max_cols, isatty(2) != 0, n, ends, 0};
-    if (anneal_stream_write(w, st, n, fill, &c, CHUNK_BYTES, progress, &c, o.out, &err)) goto fail;
+    if (anneal_gguf_writer_write(w, o.out, &err)) goto fail; // reports a failed add too
 
     anneal_gguf *out = NULL;
     uint64_t bytes = 0;
@@ -490,11 +484,11 @@ int cmd_init(int argc, char **argv) {
     }
     rc = CLI_OK;
 fail:
+    cli_progress_end(&c.progress);
     if (rc) cli_fail("init", &err);
-    anneal_free(ends);
+    anneal_free(starts);
     anneal_free(scratch);
     anneal_pool_free(pool);
-    anneal_free(st);
     anneal_free(it);
     free(config); // from jansson's json_dumps
     anneal_free(command);

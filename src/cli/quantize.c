@@ -9,7 +9,6 @@
 
 #include <inttypes.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *HELP =
     "usage: anneal quantize IN.gguf OUT.gguf TYPE [--threads N] [--json]\n"
@@ -36,31 +35,20 @@ static const char *HELP =
 typedef struct qprog {
     const anneal_gguf *in;
     const uint32_t *types;
-    size_t n, reported;
-    bool tty;
+    cli_progress bar;
 } qprog;
 
-static void put_tensor_line(const qprog *p, size_t i) {
+// "NAME FROM -> TO"; the name comes from the file, so it is escaped.
+static void label(void *ctx, size_t i, FILE *f) {
+    const qprog *p = ctx;
     const anneal_gguf_tensor *t = anneal_gguf_tensor_at(p->in, i);
-    fprintf(stderr, "[%zu/%zu] ", i + 1, p->n);
-    cli_put_escaped(stderr, t->name.ptr, (size_t)t->name.len, 96, CLI_ESC_C1);
-    fprintf(stderr, " %s -> %s\n", anneal_type_get(t->type)->name,
-            anneal_type_get(p->types[i])->name);
+    cli_put_escaped(f, t->name.ptr, (size_t)t->name.len, 96, CLI_ESC_C1);
+    fprintf(f, " %s -> %s", anneal_type_get(t->type)->name, anneal_type_get(p->types[i])->name);
 }
 
-// A bar on a terminal; otherwise a line as each tensor is complete (chunks come in order).
-static void progress(void *ctx, size_t i, uint64_t done, uint64_t total) {
+static void progress(void *ctx, size_t i, bool tensor_done, uint64_t done, uint64_t total) {
     qprog *p = ctx;
-    if (p->tty) {
-        int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
-        fprintf(stderr, "\r  %3d%% %9.1f / %.1f MB  tensor %zu/%zu ", pct, (double)done / 1e6,
-                (double)total / 1e6, i + 1, p->n);
-        if (done == total) fputc('\n', stderr);
-        return;
-    }
-    size_t upto = done == total ? p->n : i;
-    while (p->reported < upto)
-        put_tensor_line(p, p->reported++);
+    cli_progress_update(&p->bar, i, tensor_done, done, total);
 }
 
 static void print_json(const char *in, const char *out, const anneal_quant_target *t,
@@ -144,19 +132,23 @@ int cmd_quantize(int argc, char **argv) {
     uint32_t *types = anneal_calloc(n ? n : 1, sizeof *types);
     char *command = anneal_lineage_command(argc, argv);
     int rc = CLI_FAIL;
+    anneal_status st;
     if (!types || !command) {
         anneal_err_set(&err, ANNEAL_ERR_NOMEM, "out of memory");
         goto done;
     }
     if (anneal_quant_plan_file(g, target, types, NULL, &err)) goto done;
-    qprog p = {g, types, n, 0, isatty(2) != 0};
+    qprog p = {g, types, {0}};
+    cli_progress_start(&p.bar, n, label, &p);
     anneal_quantize_opts opts = {.target = target->name,
                                  .n_threads = (int)threads,
                                  .command = command,
                                  .progress = progress,
                                  .progress_ctx = &p};
     anneal_quantize_stats stats;
-    if (anneal_quantize_file(in, out, &opts, &stats, &err)) goto done;
+    st = anneal_quantize_file(in, out, &opts, &stats, &err);
+    cli_progress_end(&p.bar);
+    if (st) goto done;
     if (json)
         print_json(in, out, target, &stats);
     else

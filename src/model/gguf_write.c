@@ -1,6 +1,8 @@
 // GGUF writer: collects key/values (in insertion order) and tensors, then streams the file
 // through an atomic temp-file write with ggml's layout, so a copy of a ggml or gguf-py file
-// comes out byte for byte the same.
+// comes out byte for byte the same. A tensor's bytes may come from the caller's memory or
+// from a fill callback asked for a chunk of whole rows at a time, so a model of any size
+// can be produced (converted, generated) while it is written.
 #include "anneal/gguf.h"
 
 #include "anneal/tensor.h"
@@ -13,6 +15,7 @@
 #define MAX_DEPTH 8               // same nesting cap as the reader
 #define GGML_MAX_NAME 64          // ggml refuses tensor names of this many bytes or more
 #define OUT_BUF_SIZE (256 * 1024) // metadata is buffered; tensor data is written straight through
+#define DEFAULT_FILL_CHUNK ((uint64_t)16 << 20)
 
 typedef struct wkv {
     char *key; // arena, NUL-terminated; may hold NUL bytes when copied from a file
@@ -25,8 +28,10 @@ typedef struct wtensor {
     uint64_t name_len;
     uint32_t n_dims, type;
     uint64_t dims[ANNEAL_GGUF_MAX_DIMS];
-    const void *data; // borrowed until write
+    const void *data; // borrowed until write; NULL when fill gives the bytes
     uint64_t nbytes;
+    anneal_gguf_fill_fn fill;
+    void *fill_ctx;
 } wtensor;
 
 struct anneal_gguf_writer {
@@ -36,8 +41,9 @@ struct anneal_gguf_writer {
     wtensor *ts;
     size_t n_t, cap_t;
     gguf_index kv_idx, t_idx; // rebuilt on growth and on removal
-    bool pad_empty; // pad after the tensor infos even when there are no tensors (ggml does)
-    anneal_err err; // first failure of any call; write() reports it
+    bool pad_empty;      // pad after the tensor infos even when there are no tensors (ggml does)
+    uint64_t fill_chunk; // most bytes one fill call is asked for (at least one row)
+    anneal_err err;      // first failure of any call; write() reports it
 };
 
 static gguf_names kv_names(const anneal_gguf_writer *w) {
@@ -56,6 +62,7 @@ anneal_gguf_writer *anneal_gguf_writer_new(void) {
     if (!w) return NULL;
     anneal_arena_init(&w->arena, 64 * 1024, 0);
     w->pad_empty = true;
+    w->fill_chunk = DEFAULT_FILL_CHUNK;
     return w;
 }
 
@@ -279,7 +286,8 @@ anneal_status anneal_gguf_writer_remove(anneal_gguf_writer *w, const char *key) 
 
 static anneal_status add_tensor(anneal_gguf_writer *w, const char *name, uint64_t name_len,
                                 uint32_t type, uint32_t n_dims, const uint64_t *dims,
-                                const void *data, uint64_t nbytes) {
+                                const void *data, uint64_t nbytes, anneal_gguf_fill_fn fill,
+                                void *fill_ctx) {
     char sn[200];
     gguf_quote(sn, sizeof sn, name ? name : "", name ? name_len : 0);
     if (!name || name_len == 0)
@@ -299,7 +307,12 @@ static anneal_status add_tensor(anneal_gguf_writer *w, const char *name, uint64_
                               "tensor '%s': type %" PRIu32
                               " is unknown, so its size and data cannot be written",
                               sn, type);
-    wtensor t = {.n_dims = n_dims, .type = type, .data = data, .nbytes = nbytes};
+    wtensor t = {.n_dims = n_dims,
+                 .type = type,
+                 .data = data,
+                 .nbytes = nbytes,
+                 .fill = fill,
+                 .fill_ctx = fill_ctx};
     uint64_t n_elems = 1;
     for (uint32_t d = 0; d < ANNEAL_GGUF_MAX_DIMS; d++) {
         t.dims[d] = d < n_dims ? dims[d] : 1;
@@ -317,7 +330,7 @@ static anneal_status add_tensor(anneal_gguf_writer *w, const char *name, uint64_
         return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG,
                               "tensor '%s': %" PRIu64 " bytes given, %s dims need %" PRIu64, sn,
                               nbytes, ti->name, want);
-    if (nbytes && !data)
+    if (nbytes && !data && !fill)
         return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "tensor '%s': NULL data", sn);
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? w->cap_t * 2 : 16;
@@ -340,7 +353,26 @@ static anneal_status add_tensor(anneal_gguf_writer *w, const char *name, uint64_
 anneal_status anneal_gguf_writer_add_tensor(anneal_gguf_writer *w, const char *name, uint32_t type,
                                             uint32_t n_dims, const uint64_t *dims, const void *data,
                                             uint64_t nbytes) {
-    return add_tensor(w, name, name ? strlen(name) : 0, type, n_dims, dims, data, nbytes);
+    return add_tensor(w, name, name ? strlen(name) : 0, type, n_dims, dims, data, nbytes, NULL,
+                      NULL);
+}
+
+anneal_status anneal_gguf_writer_add_tensor_fill(anneal_gguf_writer *w, const char *name,
+                                                 uint32_t type, uint32_t n_dims,
+                                                 const uint64_t *dims, uint64_t nbytes,
+                                                 anneal_gguf_fill_fn fill, void *ctx) {
+    if (!fill) {
+        char sn[200];
+        gguf_quote(sn, sizeof sn, name ? name : "", name ? strlen(name) : 0);
+        return anneal_err_set(&w->err, ANNEAL_ERR_INVALID_ARG, "tensor '%s': NULL fill callback",
+                              sn);
+    }
+    return add_tensor(w, name, name ? strlen(name) : 0, type, n_dims, dims, NULL, nbytes, fill,
+                      ctx);
+}
+
+void anneal_gguf_writer_set_fill_chunk(anneal_gguf_writer *w, uint64_t bytes) {
+    w->fill_chunk = bytes ? bytes : DEFAULT_FILL_CHUNK;
 }
 
 anneal_status anneal_gguf_writer_copy(anneal_gguf_writer *w, const anneal_gguf *g) {
@@ -352,7 +384,7 @@ anneal_status anneal_gguf_writer_copy(anneal_gguf_writer *w, const anneal_gguf *
     for (uint64_t i = 0; i < anneal_gguf_n_tensors(g); i++) {
         const anneal_gguf_tensor *t = anneal_gguf_tensor_at(g, i);
         anneal_status st = add_tensor(w, t->name.ptr, t->name.len, t->type, t->n_dims, t->dims,
-                                      t->data, t->nbytes);
+                                      t->data, t->nbytes, NULL, NULL);
         if (st) return st;
     }
     // gguf-py ends a file without tensors right after the metadata; ggml pads it. Keep
@@ -495,6 +527,43 @@ static uint64_t pad_to(uint64_t n, uint64_t align) {
     return (align - n % align) % align;
 }
 
+// Bytes of one row (dims[0] elements) of t, and how many bytes one fill call is asked for:
+// as many whole rows as fit the chunk size, at least one, at most the tensor.
+static uint64_t row_bytes(const wtensor *t) {
+    uint64_t rows = t->dims[1] * t->dims[2] * t->dims[3]; // bounded: add_tensor checked
+    return rows ? t->nbytes / rows : 0;
+}
+
+static uint64_t fill_step(const wtensor *t, uint64_t chunk) {
+    uint64_t row = row_bytes(t);
+    if (row == 0) return 0;
+    uint64_t step = chunk / row ? chunk / row * row : row;
+    return step < t->nbytes ? step : t->nbytes;
+}
+
+// Tensor i's data from its fill callback, a chunk at a time through buf. A failing callback
+// stops the write with its message (prefixed with the path).
+static void emit_filled(out *o, const wtensor *t, uint64_t i, uint64_t step, uint8_t *buf,
+                        const char *path) {
+    for (uint64_t off = 0; off < t->nbytes && !o->st; off += step) {
+        uint64_t n = t->nbytes - off < step ? t->nbytes - off : step;
+        anneal_err ferr = {0};
+        anneal_status st = t->fill(t->fill_ctx, i, off, buf, n, &ferr);
+        if (st) {
+            char sn[200];
+            gguf_quote(sn, sizeof sn, t->name, t->name_len);
+            if (ferr.status)
+                o->st = anneal_err_set(o->err, st, "%s: %s", path, ferr.msg);
+            else
+                o->st = anneal_err_set(
+                    o->err, st, "%s: tensor '%s': filling bytes [%" PRIu64 ", %" PRIu64 ") failed",
+                    path, sn, off, off + n);
+            return;
+        }
+        emit(o, buf, n);
+    }
+}
+
 anneal_status anneal_gguf_writer_write(anneal_gguf_writer *w, const char *path, anneal_err *err) {
     if (w->err.status) return anneal_err_set(err, w->err.status, "%s: %s", path, w->err.msg);
     uint64_t align = ANNEAL_GGUF_DEFAULT_ALIGNMENT;
@@ -520,11 +589,24 @@ anneal_status anneal_gguf_writer_write(anneal_gguf_writer *w, const char *path, 
                                   path);
         }
     }
+    // One buffer serves every fill tensor: the largest chunk any of them is asked for.
+    uint64_t fill_cap = 0;
+    for (size_t i = 0; i < w->n_t; i++) {
+        uint64_t step = w->ts[i].fill ? fill_step(&w->ts[i], w->fill_chunk) : 0;
+        if (step > fill_cap) fill_cap = step;
+    }
     out o = {.err = err};
     o.buf = anneal_malloc(OUT_BUF_SIZE);
-    if (!o.buf) {
+    uint8_t *fill_buf = NULL;
+    if (fill_cap && fill_cap <= SIZE_MAX / 2) fill_buf = anneal_malloc((size_t)fill_cap);
+    if (!o.buf || (fill_cap && !fill_buf)) {
+        anneal_free(fill_buf);
         anneal_free(offs);
-        return anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", path);
+        bool buf_failed = !o.buf;
+        anneal_free(o.buf);
+        if (buf_failed) return anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", path);
+        return anneal_err_set(err, ANNEAL_ERR_NOMEM,
+                              "%s: out of memory (%" PRIu64 " byte fill chunk)", path, fill_cap);
     }
     o.st = anneal_atomic_open(&o.f, path, err);
     if (!o.st) {
@@ -546,8 +628,12 @@ anneal_status anneal_gguf_writer_write(anneal_gguf_writer *w, const char *path, 
         flush(&o);
         if (!o.st && (w->n_t > 0 || w->pad_empty)) emit_zeros(&o, pad_to(o.f.written, align));
         for (size_t i = 0; i < w->n_t && !o.st; i++) {
-            emit(&o, w->ts[i].data, w->ts[i].nbytes);
-            emit_zeros(&o, pad_to(w->ts[i].nbytes, align));
+            const wtensor *t = &w->ts[i];
+            if (t->fill)
+                emit_filled(&o, t, i, fill_step(t, w->fill_chunk), fill_buf, path);
+            else
+                emit(&o, t->data, t->nbytes);
+            emit_zeros(&o, pad_to(t->nbytes, align));
         }
         flush(&o);
     }
@@ -555,6 +641,7 @@ anneal_status anneal_gguf_writer_write(anneal_gguf_writer *w, const char *path, 
         o.st = anneal_atomic_commit(&o.f, err);
     else
         anneal_atomic_abort(&o.f);
+    anneal_free(fill_buf);
     anneal_free(o.buf);
     anneal_free(offs);
     return o.st;

@@ -1,12 +1,11 @@
 // Quantizing model files: the targets, llama.cpp's per-tensor type rules (Q4_K_M, Q5_K_M,
-// output.weight in Q6_K, fallbacks for short rows), a streamed GGUF writer that fills tensor
-// data chunk by chunk, and the file-to-file quantizer built from them.
+// output.weight in Q6_K, fallbacks for short rows), and the file-to-file quantizer, which
+// hands the GGUF writer a fill callback per tensor so output is produced chunk by chunk.
 #include "anneal/optimize.h"
 
 #include "anneal/lineage.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <strings.h>
 #include <sys/mman.h>
@@ -173,195 +172,6 @@ void anneal_quant_plan(const anneal_quant_target *t, const anneal_quant_model *m
     }
 }
 
-// ---- streamed writing ---------------------------------------------------------------
-
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int k = 0; k < 4; k++)
-        p[k] = (uint8_t)(v >> (8 * k));
-}
-
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int k = 0; k < 8; k++)
-        p[k] = (uint8_t)(v >> (8 * k));
-}
-
-static uint64_t pad_to(uint64_t n, uint64_t align) {
-    return (align - n % align) % align;
-}
-
-static anneal_status write_zeros(anneal_atomic_file *f, uint64_t n, anneal_err *err) {
-    static const uint8_t zeros[256];
-    while (n > 0) {
-        size_t k = n > sizeof zeros ? sizeof zeros : (size_t)n;
-        anneal_status st = anneal_atomic_write(f, zeros, k, err);
-        if (st) return st;
-        n -= k;
-    }
-    return ANNEAL_OK;
-}
-
-// The tensor table (names, dims, types, offsets) as the file stores it, into *out.
-static anneal_status tensor_infos(const anneal_stream_tensor *ts, size_t n, uint64_t align,
-                                  uint64_t *nbytes, uint8_t **out, size_t *out_len,
-                                  const char *path, anneal_err *err) {
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t nl = ts[i].name ? strlen(ts[i].name) : 0;
-        if (nl == 0 || nl >= 64)
-            return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
-                                  "%s: tensor %zu: name must be 1-63 bytes", path, i);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(ts[i].name, ts[j].name) == 0)
-                return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
-                                      "%s: tensor '%s': duplicate name", path, ts[i].name);
-        if (ts[i].n_dims > ANNEAL_GGUF_MAX_DIMS)
-            return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG, "%s: tensor '%s': %" PRIu32 " dims",
-                                  path, ts[i].name, ts[i].n_dims);
-        uint64_t elems = 1;
-        for (uint32_t d = 0; d < ts[i].n_dims; d++)
-            if (__builtin_mul_overflow(elems, ts[i].dims[d], &elems))
-                return anneal_err_set(err, ANNEAL_ERR_RANGE, "%s: tensor '%s': too many elements",
-                                      path, ts[i].name);
-        uint64_t row0 = ts[i].n_dims ? ts[i].dims[0] : 1;
-        if (row0 % block_of(ts[i].type) != 0 ||
-            anneal_type_nbytes(ts[i].type, elems, &nbytes[i]) != ANNEAL_OK)
-            return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
-                                  "%s: tensor '%s': dims do not fit whole blocks of type %" PRIu32,
-                                  path, ts[i].name, ts[i].type);
-        len += 8 + nl + 4 + 8 * (size_t)ts[i].n_dims + 4 + 8;
-    }
-    uint8_t *b = anneal_malloc(len ? len : 1);
-    if (!b) return anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", path);
-    uint8_t *p = b;
-    uint64_t off = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t nl = strlen(ts[i].name);
-        put_u64(p, nl);
-        memcpy(p + 8, ts[i].name, nl);
-        p += 8 + nl;
-        put_u32(p, ts[i].n_dims);
-        p += 4;
-        for (uint32_t d = 0; d < ts[i].n_dims; d++, p += 8)
-            put_u64(p, ts[i].dims[d]);
-        put_u32(p, ts[i].type);
-        put_u64(p + 4, off);
-        p += 12;
-        if (__builtin_add_overflow(off, nbytes[i] + pad_to(nbytes[i], align), &off)) {
-            anneal_free(b);
-            return anneal_err_set(err, ANNEAL_ERR_RANGE, "%s: tensor data too large", path);
-        }
-    }
-    *out = b;
-    *out_len = len;
-    return ANNEAL_OK;
-}
-
-// The encoded key/values of meta: written through the regular writer to a side file and
-// read back, so both writers share one encoding. *bytes (free with anneal_free) holds the
-// side file; *g reads it, and bytes [24, meta_size) of it are the key/values.
-#define META_MAX ((size_t)1 << 31)
-static anneal_status encode_meta(anneal_gguf_writer *meta, const char *path, char **bytes,
-                                 anneal_gguf **g, anneal_err *err) {
-    size_t n = strlen(path) + 48, size = 0;
-    char *side = anneal_malloc(n);
-    if (!side) return anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(side, n, "%s.meta.%ld", path, (long)getpid());
-    anneal_status st = anneal_gguf_writer_write(meta, side, err);
-    if (!st) {
-        st = anneal_read_file(side, META_MAX, bytes, &size, err);
-        unlink(side);
-    }
-    anneal_free(side);
-    if (!st) st = anneal_gguf_open_memory(*bytes, size, g, err);
-    if (!st && anneal_gguf_n_tensors(*g) != 0)
-        st =
-            anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
-                           "%s: the metadata writer of a streamed file must hold no tensors", path);
-    if (st) {
-        anneal_gguf_close(*g);
-        anneal_free(*bytes);
-        *g = NULL;
-        *bytes = NULL;
-    }
-    return st;
-}
-
-anneal_status anneal_stream_write(anneal_gguf_writer *meta, const anneal_stream_tensor *ts,
-                                  size_t n, anneal_stream_fill_fn fill, void *fill_ctx,
-                                  size_t chunk_bytes, anneal_stream_progress_fn progress,
-                                  void *progress_ctx, const char *path, anneal_err *err) {
-    anneal_gguf *g = NULL;
-    char *meta_bytes = NULL;
-    anneal_status st = encode_meta(meta, path, &meta_bytes, &g, err);
-    if (st) return st;
-    uint64_t align = anneal_gguf_alignment(g);
-    uint64_t *nbytes = anneal_calloc(n ? n : 1, sizeof *nbytes);
-    uint8_t *infos = NULL, *chunk = NULL;
-    size_t infos_len = 0;
-    anneal_atomic_file f = {.fd = -1};
-    bool opened = false;
-    if (!nbytes) {
-        st = anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    st = tensor_infos(ts, n, align, nbytes, &infos, &infos_len, path, err);
-    if (st) goto done;
-    uint64_t total = 0, max_row = 1;
-    for (size_t i = 0; i < n; i++) {
-        total += nbytes[i];
-        uint64_t rows = 1;
-        for (uint32_t d = 1; d < ts[i].n_dims; d++)
-            rows *= ts[i].dims[d];
-        if (rows && nbytes[i] / rows > max_row) max_row = nbytes[i] / rows;
-    }
-    size_t cap = chunk_bytes > max_row ? chunk_bytes : (size_t)max_row;
-    chunk = anneal_malloc(cap);
-    if (!chunk) {
-        st = anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory (%zu byte chunk)", path, cap);
-        goto done;
-    }
-    st = anneal_atomic_open(&f, path, err);
-    if (st) goto done;
-    opened = true;
-    uint8_t head[24];
-    memcpy(head, "GGUF", 4);
-    put_u32(head + 4, 3);
-    put_u64(head + 8, n);
-    put_u64(head + 16, anneal_gguf_n_kv(g));
-    // The key/values are the side file's bytes after its own 24-byte header.
-    const char *kv_bytes = meta_bytes + 24;
-    uint64_t kv_len = anneal_gguf_meta_size(g) - 24;
-    st = anneal_atomic_write(&f, head, sizeof head, err);
-    if (!st && kv_len) st = anneal_atomic_write(&f, kv_bytes, (size_t)kv_len, err);
-    if (!st && infos_len) st = anneal_atomic_write(&f, infos, infos_len, err);
-    if (!st) st = write_zeros(&f, pad_to(f.written, align), err);
-    uint64_t done_bytes = 0;
-    for (size_t i = 0; i < n && !st; i++) {
-        uint64_t rows = 1;
-        for (uint32_t d = 1; d < ts[i].n_dims; d++)
-            rows *= ts[i].dims[d];
-        uint64_t row_bytes = rows ? nbytes[i] / rows : 0;
-        uint64_t per = row_bytes ? cap / row_bytes : 1;
-        for (uint64_t r0 = 0; r0 < rows && !st; r0 += per) {
-            uint64_t r1 = r0 + per < rows ? r0 + per : rows;
-            st = fill(fill_ctx, i, r0, r1, chunk, err);
-            if (!st) st = anneal_atomic_write(&f, chunk, (size_t)((r1 - r0) * row_bytes), err);
-            done_bytes += (r1 - r0) * row_bytes;
-            if (!st && progress) progress(progress_ctx, i, done_bytes, total);
-        }
-        if (!st) st = write_zeros(&f, pad_to(nbytes[i], align), err);
-    }
-    if (!st) st = anneal_atomic_commit(&f, err);
-done:
-    if (st && opened) anneal_atomic_abort(&f);
-    anneal_free(chunk);
-    anneal_free(infos);
-    anneal_free(nbytes);
-    anneal_gguf_close(g);
-    anneal_free(meta_bytes);
-    return st;
-}
-
 // ---- quantizing a file --------------------------------------------------------------
 
 #define CHUNK_BYTES (32u << 20)
@@ -402,7 +212,9 @@ typedef struct qctx {
     float *scratch;
     int64_t scratch_stride;
     anneal_status *status;
-    anneal_stream_progress_fn progress;
+    size_t n;
+    uint64_t *starts; // starts[i]: output tensor data bytes before tensor i; starts[n]: all
+    anneal_quantize_progress_fn progress;
     void *progress_ctx;
 } qctx;
 
@@ -419,7 +231,8 @@ static void release(const uint8_t *data, uint64_t n) {
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
-static anneal_status quant_fill(void *ctx, size_t i, uint64_t r0, uint64_t r1, void *dst,
+// The writer's fill callback: bytes [off, off + n) of output tensor i, whole rows.
+static anneal_status quant_fill(void *ctx, uint64_t i, uint64_t off, void *dst, uint64_t n,
                                 anneal_err *err) {
     qctx *q = ctx;
     const anneal_gguf_tensor *t = anneal_gguf_tensor_at(q->in, i);
@@ -427,13 +240,18 @@ static anneal_status quant_fill(void *ctx, size_t i, uint64_t r0, uint64_t r1, v
     for (uint32_t d = 1; d < t->n_dims; d++)
         rows *= t->dims[d];
     uint64_t in_row = rows ? t->nbytes / rows : 0;
+    uint64_t out_bytes = q->starts[i + 1] - q->starts[i], out_row = out_bytes / rows;
+    uint64_t r0 = off / out_row, r1 = (off + n) / out_row;
     if (q->types[i] == t->type) {
-        memcpy(dst, t->data + r0 * in_row, (size_t)((r1 - r0) * in_row));
+        memcpy(dst, t->data + r0 * in_row, (size_t)n);
     } else {
-        anneal_status st = convert(q, t, i, r0, r1, in_row, dst, err);
+        anneal_status st = convert(q, t, (size_t)i, r0, r1, in_row, dst, err);
         if (st) return st;
     }
-    if (r1 == rows) release(t->data, t->nbytes);
+    bool last = off + n == out_bytes;
+    if (last) release(t->data, t->nbytes);
+    if (q->progress)
+        q->progress(q->progress_ctx, (size_t)i, last, q->starts[i] + off + n, q->starts[q->n]);
     return ANNEAL_OK;
 }
 
@@ -455,11 +273,6 @@ static anneal_status convert(qctx *q, const anneal_gguf_tensor *t, size_t i, uin
                                   (int)t->name.len, t->name.ptr, anneal_type_get(t->type)->name,
                                   anneal_type_get(q->types[i])->name);
     return ANNEAL_OK;
-}
-
-static void quant_progress(void *ctx, size_t i, uint64_t done, uint64_t total) {
-    qctx *q = ctx;
-    if (q->progress) q->progress(q->progress_ctx, i, done, total);
 }
 
 static bool key_is_lineage(anneal_gguf_str k) {
@@ -545,7 +358,7 @@ anneal_status anneal_quantize_file(const char *in_path, const char *out_path,
     if (st) return st;
     size_t n = (size_t)anneal_gguf_n_tensors(in);
     anneal_quant_tensor *qt = NULL;
-    anneal_stream_tensor *out_t = anneal_calloc(n ? n : 1, sizeof *out_t);
+    uint64_t *starts = anneal_calloc(n + 1, sizeof *starts);
     uint32_t *types = anneal_calloc(n ? n : 1, sizeof *types);
     bool *fb = anneal_calloc(n ? n : 1, sizeof *fb);
     char *names = NULL;
@@ -553,7 +366,7 @@ anneal_status anneal_quantize_file(const char *in_path, const char *out_path,
     anneal_pool *pool = NULL;
     float *scratch = NULL;
     anneal_status *tstatus = NULL;
-    if (!out_t || !types || !fb) {
+    if (!starts || !types || !fb) {
         st = anneal_err_set(err, ANNEAL_ERR_NOMEM, "%s: out of memory", in_path);
         goto done;
     }
@@ -584,10 +397,9 @@ anneal_status anneal_quantize_file(const char *in_path, const char *out_path,
     anneal_quant_model facts = model_facts(in);
     anneal_quant_plan(target, &facts, qt, n, types, fb);
     for (size_t i = 0; i < n; i++) {
-        out_t[i].name = qt[i].name;
-        out_t[i].type = types[i];
-        out_t[i].n_dims = qt[i].n_dims;
-        memcpy(out_t[i].dims, qt[i].dims, sizeof out_t[i].dims);
+        uint64_t n_elems = qt[i].dims[0] * qt[i].dims[1] * qt[i].dims[2] * qt[i].dims[3], b = 0;
+        anneal_type_nbytes(types[i], n_elems, &b); // the plan keeps rows whole blocks
+        starts[i + 1] = starts[i] + b;
     }
 
     // Metadata: everything but the old lineage, then the file type and this step's lineage.
@@ -641,9 +453,13 @@ anneal_status anneal_quantize_file(const char *in_path, const char *out_path,
         st = anneal_err_set(err, ANNEAL_ERR_NOMEM, "out of memory");
         goto done;
     }
-    qctx q = {in, types, pool, scratch, max_cols, tstatus, opts->progress, opts->progress_ctx};
-    st = anneal_stream_write(w, out_t, n, quant_fill, &q, CHUNK_BYTES, quant_progress, &q, out_path,
-                             err);
+    qctx q = {in,      types, pool,   scratch,        max_cols,
+              tstatus, n,     starts, opts->progress, opts->progress_ctx};
+    anneal_gguf_writer_set_fill_chunk(w, CHUNK_BYTES);
+    for (size_t i = 0; i < n; i++)
+        anneal_gguf_writer_add_tensor_fill(w, qt[i].name, types[i], qt[i].n_dims, qt[i].dims,
+                                           starts[i + 1] - starts[i], quant_fill, &q);
+    st = anneal_gguf_writer_write(w, out_path, err); // reports a failed add too
     if (st) goto done;
     if (stats) {
         memset(stats, 0, sizeof *stats);
@@ -669,7 +485,7 @@ done:
     anneal_free(names);
     anneal_free(fb);
     anneal_free(types);
-    anneal_free(out_t);
+    anneal_free(starts);
     anneal_free(qt);
     anneal_gguf_close(in);
     return st;

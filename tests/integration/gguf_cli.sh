@@ -122,6 +122,27 @@ else
     echo "python3 not found: JSON validity not checked" >&2
 fi
 
+# ---- lineage --------------------------------------------------------------------------------
+# Well-formed lineage is checked in init_quantize_cli.sh (files anneal wrote). A file with a
+# partial set of keys is still valid GGUF: show says why the lineage cannot be read.
+L="$TMP/lin.gguf"
+{
+    printf 'GGUF'
+    u32 3
+    u64 0
+    u64 1
+    str anneal.lineage.tool
+    u32 8
+    str 'anneal 0.1.0'
+} >"$L"
+expect 0 "$BIN" gguf show "$L"
+has "$TMP/out" "^lineage: unreadable: key 'anneal\.lineage\.parents' is missing$"
+expect 0 "$BIN" gguf show --json "$L"
+has "$TMP/out" "^ \"lineage\": \{\"error\": \"lineage: key 'anneal\.lineage\.parents' is missing\"\},$"
+has "$TMP/spm.json" '^ "lineage": null,$'
+expect 0 "$BIN" gguf show "$SPM"
+if grep -q '^lineage' "$TMP/out"; then fail "no lineage keys, yet a lineage section"; fi
+
 # ---- verify -------------------------------------------------------------------------------
 expect 0 "$BIN" gguf verify "$SPM"
 has "$TMP/out" 'ok: GGUF v3, 22 key/values, 0 tensors \(0 bytes of data\), alignment 32$'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `anneal init` and `anneal quantize` end to end: a tiny random model, verified, quantized
-# to q4_K_M (tensor types checked with `gguf show`), the JSON summary, the lineage keys,
-# byte-identical reruns, progress lines, and the exit statuses 0/1/2.
+# to q4_K_M (tensor types checked with `gguf show`), the JSON summary, the lineage keys and
+# `gguf show`'s parsed lineage, byte-identical reruns, progress lines, and the exit statuses
+# 0/1/2.
 set -u
 export LC_ALL=C
 export ANNEAL_LINEAGE_TIME=2026-11-29T12:00:00Z
@@ -101,7 +102,9 @@ has "$TMP/out" '"tensors":75'
 # ---- quantize ----------------------------------------------------------------------------
 expect 0 "$BIN" quantize "$TMP/m.gguf" "$TMP/q.gguf" q4_K_M
 has "$TMP/out" '\(q4_K_M\): .* 75 tensors \(f32 17, q4_K 49, q6_K 9\)'
+has "$TMP/err" '^\[1/75\] token_embd\.weight f32 -> q4_K$'
 has "$TMP/err" '^\[75/75\] output\.weight f32 -> q6_K$'
+[ "$(grep -c '^\[[0-9]*/75\] ' "$TMP/err")" -eq 75 ] || fail "quantize did not print one line per tensor"
 expect 0 "$BIN" gguf verify "$TMP/q.gguf"
 expect 0 "$BIN" gguf show "$TMP/q.gguf"
 cp "$TMP/out" "$TMP/q.show"
@@ -127,6 +130,31 @@ expect 0 "$BIN" gguf show --json "$TMP/q.gguf"
 got=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
 print([m for m in d["metadata"] if m["key"]=="anneal.lineage.parents"][0]["value"][0])' "$TMP/out")
 case $got in "sha256:$want input $TMP/m.gguf") ;; *) fail "parent is '$got', expected sha256:$want" ;; esac
+# `gguf show` parses the lineage: a section in text, an object in JSON (null without it).
+has "$TMP/q.show" '^lineage:$'
+has "$TMP/q.show" "^  parent   input    sha256:$want  $TMP/m\.gguf\$"
+has "$TMP/q.show" "^  command  anneal quantize $TMP/m\.gguf $TMP/q\.gguf q4_K_M\$"
+has "$TMP/q.show" '^  config   \{"type":"q4_K_M","file_type":15\}$'
+has "$TMP/q.show" '^  tool     anneal [0-9]'
+has "$TMP/q.show" '^  created  2026-11-29T12:00:00Z$'
+python3 - "$TMP/out" "$want" "$TMP" <<'PY' || fail "gguf show --json: wrong lineage object"
+import json, sys
+lin = json.load(open(sys.argv[1]))["lineage"]
+tmp = sys.argv[3]
+assert lin["parents"] == [{"role": "input", "sha256": sys.argv[2], "path": tmp + "/m.gguf"}], lin
+assert lin["command"] == "anneal quantize %s/m.gguf %s/q.gguf q4_K_M" % (tmp, tmp), lin
+assert lin["config"] == {"type": "q4_K_M", "file_type": 15}, lin
+assert lin["tool"].startswith("anneal ") and lin["created"] == "2026-11-29T12:00:00Z", lin
+PY
+vwant=$(sha256sum "$VOCAB" | cut -d' ' -f1)
+expect 0 "$BIN" gguf show "$TMP/m.gguf"
+has "$TMP/out" "^  parent   vocab    sha256:$vwant  $TMP/vocab\.gguf\$"
+has "$TMP/out" '^  config   \{"arch":"llama","dim":256,'
+expect 0 "$BIN" gguf show "$VOCAB"
+if grep -q '^lineage' "$TMP/out"; then fail "a file without lineage keys shows a lineage section"; fi
+expect 0 "$BIN" gguf show --json "$VOCAB"
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["lineage"] is None' "$TMP/out" ||
+    fail "gguf show --json of a file without lineage: \"lineage\" is not null"
 
 # --json summary, and a rerun with other threads gives the same bytes.
 expect 0 "$BIN" quantize "$TMP/m.gguf" "$TMP/q2.gguf" Q4_K_M --threads 1 --json

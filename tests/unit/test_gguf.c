@@ -893,6 +893,167 @@ static void test_writer_errors(void) {
     unlink(p);
 }
 
+// ---- tensors filled by a callback -----------------------------------------------------
+
+#define MAX_CALLS 64
+
+typedef struct fill_src {
+    const uint8_t *data[16]; // tensor i's bytes
+    int fail_tensor;         // -1: never fail
+    int fail_call;           // fail on this call (0-based) into fail_tensor
+    bool fail_silent;        // fail without setting err
+    int n_calls;
+    struct {
+        uint64_t i, off, n;
+    } calls[MAX_CALLS];
+} fill_src;
+
+static anneal_status src_fill(void *ctx, uint64_t i, uint64_t off, void *dst, uint64_t n,
+                              anneal_err *err) {
+    fill_src *s = ctx;
+    int k = s->n_calls++;
+    if (k < MAX_CALLS) {
+        s->calls[k].i = i;
+        s->calls[k].off = off;
+        s->calls[k].n = n;
+    }
+    if ((int)i == s->fail_tensor && s->fail_call-- == 0)
+        return s->fail_silent ? ANNEAL_ERR_IO
+                              : anneal_err_set(err, ANNEAL_ERR_IO, "boom in tensor %d", (int)i);
+    memcpy(dst, s->data[i] + off, (size_t)n);
+    return ANNEAL_OK;
+}
+
+static const struct {
+    const char *name;
+    uint32_t type, n_dims;
+    uint64_t dims[4], nbytes;
+} FILL_TS[] = {
+    {"token_embd.weight", ANNEAL_TYPE_Q4_0, 2, {64, 3}, 6 * 18}, // rows of 36 bytes
+    {"norm.weight", ANNEAL_TYPE_F32, 1, {7}, 28},                // one row
+    {"x.f16", ANNEAL_TYPE_F16, 3, {3, 1, 5}, 30},                // 5 rows of 6 bytes
+    {"x.empty", ANNEAL_TYPE_F32, 2, {0, 4}, 0},
+    {"x.q6_k", ANNEAL_TYPE_Q6_K, 2, {256, 2}, 420}, // 2 rows of 210 bytes
+};
+#define N_FILL (sizeof FILL_TS / sizeof FILL_TS[0])
+
+// A writer with FILL_TS: tensors whose bit is set in fill_mask come from src_fill.
+static anneal_gguf_writer *fill_writer(fill_src *src, unsigned fill_mask, uint64_t chunk) {
+    anneal_gguf_writer *w = anneal_gguf_writer_new();
+    anneal_gguf_writer_set_str(w, "general.name", "fill");
+    anneal_gguf_writer_set_u32(w, "general.alignment", 64);
+    if (chunk) anneal_gguf_writer_set_fill_chunk(w, chunk);
+    for (size_t i = 0; i < N_FILL; i++) {
+        anneal_status st;
+        if (fill_mask & (1u << i))
+            st = anneal_gguf_writer_add_tensor_fill(w, FILL_TS[i].name, FILL_TS[i].type,
+                                                    FILL_TS[i].n_dims, FILL_TS[i].dims,
+                                                    FILL_TS[i].nbytes, src_fill, src);
+        else
+            st = anneal_gguf_writer_add_tensor(w, FILL_TS[i].name, FILL_TS[i].type,
+                                               FILL_TS[i].n_dims, FILL_TS[i].dims, src->data[i],
+                                               FILL_TS[i].nbytes);
+        CHECK_EQ(st, ANNEAL_OK);
+    }
+    return w;
+}
+
+static void test_fill_tensors(void) {
+    static uint8_t data[N_FILL][512];
+    fill_src src = {.fail_tensor = -1};
+    for (size_t t = 0; t < N_FILL; t++) {
+        for (int k = 0; k < 512; k++)
+            data[t][k] = (uint8_t)(k * 13 + t * 5 + 1);
+        src.data[t] = data[t];
+    }
+    char ref[512], out[512];
+    snprintf(ref, sizeof ref, "%s/fill-ref.gguf", test_tmpdir());
+    snprintf(out, sizeof out, "%s/fill.gguf", test_tmpdir());
+    anneal_err err = {0};
+    anneal_gguf_writer *w = fill_writer(&src, 0, 0);
+    CHECK_EQ(anneal_gguf_writer_write(w, ref, &err), ANNEAL_OK);
+    anneal_gguf_writer_free(w);
+
+    // Every tensor filled, or some: the same bytes as from memory, whatever the chunk size.
+    const unsigned masks[] = {0x1F, 0x15, 0x0A};
+    const uint64_t chunks[] = {1, 40, 250, 0};
+    for (size_t m = 0; m < 3; m++)
+        for (size_t c = 0; c < 4; c++) {
+            src.n_calls = 0;
+            w = fill_writer(&src, masks[m], chunks[c]);
+            CHECK_EQ(anneal_gguf_writer_write(w, out, &err), ANNEAL_OK);
+            anneal_gguf_writer_free(w);
+            CHECK(files_equal(ref, out));
+            unlink(out);
+        }
+
+    // The calls: whole rows, in order, as many rows as fit the chunk (at least one), the empty
+    // tensor never asked for.
+    src.n_calls = 0;
+    w = fill_writer(&src, 0x1F, 40);
+    CHECK_EQ(anneal_gguf_writer_write(w, out, &err), ANNEAL_OK);
+    anneal_gguf_writer_free(w);
+    static const uint64_t want40[][3] = {{0, 0, 36}, {0, 36, 36}, {0, 72, 36},  {1, 0, 28},
+                                         {2, 0, 30}, {4, 0, 210}, {4, 210, 210}};
+    CHECK_EQ(src.n_calls, 7);
+    for (int k = 0; k < 7 && k < src.n_calls; k++) {
+        CHECK_EQ(src.calls[k].i, want40[k][0]);
+        CHECK_EQ(src.calls[k].off, want40[k][1]);
+        CHECK_EQ(src.calls[k].n, want40[k][2]);
+    }
+    CHECK(files_equal(ref, out));
+    unlink(out);
+
+    // A failing callback stops the write with its message; nothing appears at the path, and
+    // a file already there is left as it was.
+    for (int silent = 0; silent < 2; silent++) {
+        src.fail_tensor = 4;
+        src.fail_call = 1;
+        src.fail_silent = silent;
+        w = fill_writer(&src, 0x1F, 40);
+        anneal_err_clear(&err);
+        CHECK_EQ(anneal_gguf_writer_write(w, out, &err), ANNEAL_ERR_IO);
+        CHECK_CONTAINS(err.msg, out);
+        CHECK_CONTAINS(err.msg, silent ? "tensor 'x.q6_k': filling bytes [210, 420) failed"
+                                       : "boom in tensor 4");
+        CHECK(access(out, F_OK) != 0);
+        src.fail_call = 1;
+        anneal_err_clear(&err);
+        CHECK_EQ(anneal_gguf_writer_write(w, ref, &err), ANNEAL_ERR_IO);
+        anneal_gguf_writer_free(w);
+    }
+    src.fail_tensor = -1;
+    w = fill_writer(&src, 0, 0);
+    CHECK_EQ(anneal_gguf_writer_write(w, out, &err), ANNEAL_OK); // the reference, unchanged
+    anneal_gguf_writer_free(w);
+    CHECK(files_equal(ref, out));
+    // No temporary file is left behind either.
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q '[.]tmp[.]'", test_tmpdir());
+    CHECK(system(cmd) != 0);
+
+    // The same checks as add_tensor, and a NULL callback.
+    w = anneal_gguf_writer_new();
+    uint64_t d = 33;
+    CHECK_EQ(
+        anneal_gguf_writer_add_tensor_fill(w, "q", ANNEAL_TYPE_Q8_0, 1, &d, 34, src_fill, &src),
+        ANNEAL_ERR_INVALID_ARG);
+    anneal_err_clear(&err);
+    CHECK_EQ(anneal_gguf_writer_write(w, out, &err), ANNEAL_ERR_INVALID_ARG);
+    CHECK_CONTAINS(err.msg, "tensor 'q': dims do not fit whole q8_0 blocks");
+    anneal_gguf_writer_free(w);
+    w = anneal_gguf_writer_new();
+    d = 4;
+    CHECK_EQ(anneal_gguf_writer_add_tensor_fill(w, "f", ANNEAL_TYPE_F32, 1, &d, 16, NULL, NULL),
+             ANNEAL_ERR_INVALID_ARG);
+    anneal_err_clear(&err);
+    CHECK_EQ(anneal_gguf_writer_write(w, out, &err), ANNEAL_ERR_INVALID_ARG);
+    CHECK_CONTAINS(err.msg, "tensor 'f': NULL fill callback");
+    anneal_gguf_writer_free(w);
+    unlink(ref);
+    unlink(out);
+}
+
 int main(void) {
     RUN(test_llama_spm);
     RUN(test_other_fixtures);
@@ -905,6 +1066,7 @@ int main(void) {
     RUN(test_tensors_round_trip);
     RUN(test_foreign_layouts);
     RUN(test_writer_errors);
+    RUN(test_fill_tensors);
     rmdir(test_tmpdir());
     return TEST_EXIT();
 }
