@@ -9,6 +9,9 @@ static const cli_command COMMANDS[] = {
     {"tokenize", "text to token ids and pieces (GGUF vocabularies)", cmd_tokenize},
     {"init", "write a randomly initialised model of a given shape", cmd_init},
     {"quantize", "convert a model's weights to a quantized type or mix", cmd_quantize},
+    {"generate", "continue a prompt with a model, streaming the text", cmd_generate},
+    {"perplexity", "perplexity and bits per byte of a text (llama.cpp's method)", cmd_perplexity},
+    {"bench", "prefill and decode speed of a model", cmd_bench},
 };
 static const size_t N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 
