@@ -4,6 +4,7 @@
 #define ANNEAL_EVAL_H
 
 #include "anneal/model.h"
+#include "anneal/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,7 +38,9 @@ typedef struct anneal_ppl_result {
 // n_ctx/2 + 1 .. n_ctx - 1) are scored, each predicted from all the chunk's tokens
 // before it. Needs at least 2 * n_ctx tokens (ANNEAL_ERR_RANGE otherwise, saying how
 // many there are).
-anneal_status anneal_perplexity(const anneal_model *m, const char *text, size_t len,
+// `tok` is the model's tokenizer (anneal_tokenizer_load on the model's file).
+anneal_status anneal_perplexity(const anneal_model *m, const anneal_tokenizer *tok,
+                                const char *text, size_t len,
                                 const anneal_ppl_params *p, anneal_ppl_result *out,
                                 anneal_err *err);
 

@@ -6,7 +6,6 @@
 
 #include "anneal/base.h"
 #include "anneal/gguf.h"
-#include "anneal/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,11 +45,12 @@ typedef struct anneal_model anneal_model; // immutable after load; shareable acr
 
 // Maps the file, reads and validates the config, binds every tensor (unsupported
 // architecture, missing tensors, wrong shapes or unsupported weight types give an error
-// naming the key or tensor) and loads the tokenizer. Free with anneal_model_free.
+// naming the key or tensor). The tokenizer is not loaded here: callers that need text
+// load it from the same file with anneal_tokenizer_load(anneal_model_gguf(m), ...).
+// Free with anneal_model_free.
 anneal_status anneal_model_load(const char *path, anneal_model **out, anneal_err *err);
 void anneal_model_free(anneal_model *m);
 const anneal_model_config *anneal_model_config_of(const anneal_model *m);
-const anneal_tokenizer *anneal_model_tokenizer(const anneal_model *m);
 const anneal_gguf *anneal_model_gguf(const anneal_model *m);
 // Bytes of weights one decode step reads (every matrix once, plus one embedding row).
 uint64_t anneal_model_bytes_per_token(const anneal_model *m);

@@ -44,6 +44,18 @@ static void bench_free(bench_run *r) {
     anneal_model_free(r->model);
 }
 
+// Peak resident memory of this process in bytes (VmHWM), 0 when unknown.
+static uint64_t peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -149,7 +161,8 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\":");
         anneal_json_write_str(stdout, model, strlen(model));
-        printf(",\"threads\":%d,\"reps\":%ld,\"bytes_per_token\":%.0f", nt, reps, bpt);
+        printf(",\"threads\":%d,\"reps\":%ld,\"bytes_per_token\":%.0f,\"kv_bytes\":%llu,\"peak_rss\":%llu",
+               nt, reps, bpt, (unsigned long long)anneal_kv_bytes(r.kv), (unsigned long long)peak_rss());
         if (n_prompt)
             printf(",\"prefill\":{\"tokens\":%ld,\"median\":%.3f,\"min\":%.3f,\"max\":%.3f}", n_prompt,
                    pp.median, pp.min, pp.max);
@@ -165,6 +178,8 @@ int cmd_bench(int argc, char **argv) {
         if (n_prompt) printf("| pp%-5ld | %15.2f | %7.2f | %7.2f |\n", n_prompt, pp.median, pp.min, pp.max);
         if (n_gen) printf("| tg%-5ld | %15.2f | %7.2f | %7.2f |\n", n_gen, tg.median, tg.min, tg.max);
         if (n_gen) printf("decode streams %.2f GB/s of weights\n", tg.median * bpt / 1e9);
+        printf("KV cache %.1f MiB, peak RSS %.1f MiB\n", (double)anneal_kv_bytes(r.kv) / 1048576.0,
+               (double)peak_rss() / 1048576.0);
     }
     rc = CLI_OK;
 fail:

@@ -3,6 +3,7 @@
 
 #include "anneal/generate.h"
 #include "anneal/model.h"
+#include "anneal/tokenizer.h"
 #include "anneal/tensor.h"
 
 #include <math.h>
@@ -123,6 +124,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
 // Everything one run holds; released by gen_free whatever state it reached.
 typedef struct gen_run {
     anneal_model *model;
+    anneal_tokenizer *tok;
     anneal_ctx *ctx;
     anneal_kv *kv;
     anneal_sampler *sampler;
@@ -144,6 +146,7 @@ static void gen_free(gen_run *r) {
     anneal_sampler_free(r->sampler);
     anneal_kv_free(r->kv);
     anneal_ctx_free(r->ctx);
+    anneal_tokenizer_free(r->tok);
     anneal_model_free(r->model);
 }
 
@@ -166,9 +169,10 @@ static void print_logprobs(const anneal_tokenizer *tok, const anneal_sample *s, 
 
 static int run(const gen_opts *o, gen_run *r) {
     anneal_err e = {0};
-    if (anneal_model_load(o->model, &r->model, &e)) return cli_fail("generate", &e);
+    if (anneal_model_load(o->model, &r->model, &e) || anneal_tokenizer_load(anneal_model_gguf(r->model), &r->tok, &e))
+        return cli_fail("generate", &e);
     const anneal_model_config *cfg = anneal_model_config_of(r->model);
-    const anneal_tokenizer *tok = anneal_model_tokenizer(r->model);
+    const anneal_tokenizer *tok = r->tok;
 
     const char *text = o->prompt;
     size_t text_len = text ? strlen(text) : 0;

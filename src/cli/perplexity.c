@@ -61,8 +61,11 @@ int cmd_perplexity(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
     anneal_model *m = NULL;
-    if (anneal_read_file(file, (size_t)1 << 31, &text, &len, &e) || anneal_model_load(model, &m, &e)) {
+    anneal_tokenizer *tok = NULL;
+    if (anneal_read_file(file, (size_t)1 << 31, &text, &len, &e) || anneal_model_load(model, &m, &e) ||
+        anneal_tokenizer_load(anneal_model_gguf(m), &tok, &e)) {
         anneal_free(text);
+        anneal_model_free(m);
         return cli_fail("perplexity", &e);
     }
     anneal_ppl_params p = anneal_ppl_params_default();
@@ -71,8 +74,9 @@ int cmd_perplexity(int argc, char **argv) {
     p.n_threads = (int32_t)threads;
     if (!json) p.progress = print_progress;
     anneal_ppl_result r;
-    anneal_status st = anneal_perplexity(m, text, len, &p, &r, &e);
+    anneal_status st = anneal_perplexity(m, tok, text, len, &p, &r, &e);
     anneal_free(text);
+    anneal_tokenizer_free(tok);
     anneal_model_free(m);
     if (st) {
         if (!json) putchar('\n');

@@ -36,11 +36,10 @@ static void work_free(ppl_work *w) {
     anneal_ctx_free(w->ctx);
 }
 
-static anneal_status run(const anneal_model *m, const char *text, size_t len,
+static anneal_status run(const anneal_model *m, const anneal_tokenizer *tok, const char *text, size_t len,
                          const anneal_ppl_params *p, anneal_ppl_result *out, ppl_work *w,
                          anneal_err *err) {
     const anneal_model_config *cfg = anneal_model_config_of(m);
-    const anneal_tokenizer *tok = anneal_model_tokenizer(m);
     const int32_t n_ctx = p->n_ctx;
     if (n_ctx < 4) return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG, "perplexity: n_ctx %d is below 4", n_ctx);
     if (p->max_chunks < 0)
@@ -126,12 +125,13 @@ static anneal_status run(const anneal_model *m, const char *text, size_t len,
     return ANNEAL_OK;
 }
 
-anneal_status anneal_perplexity(const anneal_model *m, const char *text, size_t len,
+anneal_status anneal_perplexity(const anneal_model *m, const anneal_tokenizer *tok,
+                                const char *text, size_t len,
                                 const anneal_ppl_params *p, anneal_ppl_result *out,
                                 anneal_err *err) {
     memset(out, 0, sizeof *out);
     ppl_work w = {0};
-    anneal_status st = run(m, text, len, p, out, &w, err);
+    anneal_status st = run(m, tok, text, len, p, out, &w, err);
     work_free(&w);
     return st;
 }

@@ -284,12 +284,13 @@ static anneal_status load(const char *path, anneal_model *m, anneal_err *err) {
     }
     ops_rope_freqs(m->rope_inv_freq, c, rf.t ? (const float *)rf.data : NULL);
 
-    if ((st = anneal_tokenizer_load(m->g, &m->tok, &e)))
-        return fail(&L, st, "%s", anneal_err_msg(&e));
-    if (anneal_tokenizer_n_vocab(m->tok) > c->n_vocab)
+    // The tokenizer is loaded by whoever needs text (anneal_tokenizer_load on the same
+    // file); here only its size is checked against the embedding rows.
+    const anneal_gguf_kv *tokens = anneal_gguf_find(m->g, "tokenizer.ggml.tokens");
+    if (tokens && tokens->value.type == ANNEAL_GGUF_ARRAY && tokens->value.arr.n > (uint64_t)c->n_vocab)
         return fail(&L, ANNEAL_ERR_FORMAT,
-                    "the tokenizer has %d tokens but token_embd.weight only %d rows",
-                    (int)anneal_tokenizer_n_vocab(m->tok), (int)c->n_vocab);
+                    "tokenizer.ggml.tokens has %llu tokens but token_embd.weight only %d rows",
+                    (unsigned long long)tokens->value.arr.n, (int)c->n_vocab);
 
     uint64_t b = m->tok_embd.row_bytes + weight_bytes(&m->out_norm) + weight_bytes(&m->output);
     for (int32_t i = 0; i < c->n_layer; i++) {
@@ -319,7 +320,6 @@ anneal_status anneal_model_load(const char *path, anneal_model **out, anneal_err
 
 void anneal_model_free(anneal_model *m) {
     if (!m) return;
-    anneal_tokenizer_free(m->tok);
     anneal_free(m->layers);
     anneal_free(m->rope_inv_freq);
     anneal_gguf_close(m->g);
@@ -328,9 +328,6 @@ void anneal_model_free(anneal_model *m) {
 
 const anneal_model_config *anneal_model_config_of(const anneal_model *m) {
     return &m->cfg;
-}
-const anneal_tokenizer *anneal_model_tokenizer(const anneal_model *m) {
-    return m->tok;
 }
 const anneal_gguf *anneal_model_gguf(const anneal_model *m) {
     return m->g;

@@ -26,7 +26,6 @@ typedef struct model_layer {
 
 struct anneal_model {
     anneal_gguf *g;
-    anneal_tokenizer *tok;
     anneal_model_config cfg;
     model_weight tok_embd; // [n_embd] x n_vocab rows
     model_weight out_norm; // F32 [n_embd]

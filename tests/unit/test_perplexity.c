@@ -10,13 +10,14 @@
 
 static char g_path[256];
 static anneal_model *g_model;
+static anneal_tokenizer *g_tok;
 static char *g_text;
 static size_t g_len;
 
 // The llama.cpp method written out directly: tokens with BOS, chunk c = ids[c*n .. c*n+n)
 // with BOS first, every position decoded alone, rows n/2 .. n-2 scored.
 static double reference_nll(int32_t n_ctx, int32_t n_chunks, int64_t *count, int64_t *bytes) {
-    const anneal_tokenizer *tok = anneal_model_tokenizer(g_model);
+    const anneal_tokenizer *tok = g_tok;
     int32_t n_vocab = anneal_model_config_of(g_model)->n_vocab;
     size_t n_tok = 0;
     anneal_tokenizer_encode(tok, g_text, g_len, ANNEAL_TOK_ADD_SPECIAL, NULL, 0, &n_tok, NULL);
@@ -72,7 +73,7 @@ static void test_matches_reference(void) {
     p.progress = on_progress;
     anneal_ppl_result r;
     anneal_err e = {0};
-    CHECK_EQ(anneal_perplexity(g_model, g_text, g_len, &p, &r, &e), ANNEAL_OK);
+    CHECK_EQ(anneal_perplexity(g_model, g_tok, g_text, g_len, &p, &r, &e), ANNEAL_OK);
     CHECK_EQ(r.n_chunks, 3);
     CHECK_EQ(r.scored_tokens, 3 * (24 - 1 - 12));
     CHECK_EQ(g_progress_calls, 3);
@@ -90,7 +91,7 @@ static void test_matches_reference(void) {
     // All chunks by default: floor(tokens / n_ctx) of them.
     p.max_chunks = 0;
     p.progress = NULL;
-    CHECK_EQ(anneal_perplexity(g_model, g_text, g_len, &p, &r, &e), ANNEAL_OK);
+    CHECK_EQ(anneal_perplexity(g_model, g_tok, g_text, g_len, &p, &r, &e), ANNEAL_OK);
     CHECK_EQ(r.n_chunks, r.n_text_tokens / 24);
 }
 
@@ -99,15 +100,15 @@ static void test_errors(void) {
     anneal_ppl_result r;
     anneal_err e = {0};
     p.n_ctx = 512; // the text is far shorter than 2 * 512 tokens
-    CHECK_EQ(anneal_perplexity(g_model, g_text, g_len, &p, &r, &e), ANNEAL_ERR_RANGE);
+    CHECK_EQ(anneal_perplexity(g_model, g_tok, g_text, g_len, &p, &r, &e), ANNEAL_ERR_RANGE);
     CHECK_CONTAINS(e.msg, "needs at least 1024");
     anneal_err_clear(&e);
     p.n_ctx = 2;
-    CHECK_EQ(anneal_perplexity(g_model, g_text, g_len, &p, &r, &e), ANNEAL_ERR_INVALID_ARG);
+    CHECK_EQ(anneal_perplexity(g_model, g_tok, g_text, g_len, &p, &r, &e), ANNEAL_ERR_INVALID_ARG);
     CHECK_CONTAINS(e.msg, "n_ctx 2");
     anneal_err_clear(&e);
     p.n_ctx = 16;
-    CHECK_EQ(anneal_perplexity(g_model, "", 0, &p, &r, &e), ANNEAL_ERR_RANGE);
+    CHECK_EQ(anneal_perplexity(g_model, g_tok, "", 0, &p, &r, &e), ANNEAL_ERR_RANGE);
 }
 
 int main(void) {
@@ -115,7 +116,8 @@ int main(void) {
     fx_path(g_path, sizeof g_path, "ppl", 0);
     fx_write(&s, g_path);
     anneal_err e = {0};
-    if (anneal_model_load(g_path, &g_model, &e) != ANNEAL_OK) {
+    if (anneal_model_load(g_path, &g_model, &e) != ANNEAL_OK ||
+        anneal_tokenizer_load(anneal_model_gguf(g_model), &g_tok, &e) != ANNEAL_OK) {
         fprintf(stderr, "cannot load the test model: %s\n", anneal_err_msg(&e));
         return 1;
     }
@@ -131,6 +133,7 @@ int main(void) {
     RUN(test_matches_reference);
     RUN(test_errors);
     anneal_free(all);
+    anneal_tokenizer_free(g_tok);
     anneal_model_free(g_model);
     unlink(g_path);
     return TEST_EXIT();
