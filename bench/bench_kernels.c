@@ -2,7 +2,9 @@
 // matrices that they stream from DRAM, in GB/s of weights read, and prefill GEMM (128
 // activation rows) on TinyLlama's shapes, in GFLOP/s; per type, kernel level and thread
 // count (1 and 2, through the thread pool); then the Q8_0/Q8_K activation quantizers.
-// Usage: bench_kernels [min_seconds_per_case] [type ...]
+// Usage: bench_kernels [min_seconds_per_case | quick] [type ...]
+// `quick` measures only the active kernel level, GEMV from DRAM and the 2048 x 2048 GEMM,
+// best of 3 short runs each: enough to catch a quiet moment on a shared machine.
 #include "anneal/tensor.h"
 
 #include <stdio.h>
@@ -79,8 +81,21 @@ static double time_jobs(anneal_pool *pool, job *jobs, int n, double min_s) {
     return el / reps;
 }
 
+// The fastest of `reps` timings.
+static double best_of(int reps, anneal_pool *pool, job *jobs, int n, double min_s) {
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double s = time_jobs(pool, jobs, n, min_s);
+        if (r == 0 || s < best) best = s;
+    }
+    return best;
+}
+
 int main(int argc, char **argv) {
-    double min_s = argc > 1 ? atof(argv[1]) : 0.5;
+    bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    double min_s = quick ? 0.15 : argc > 1 ? atof(argv[1]) : 0.5;
+    int tries = quick ? 3 : 1;
+    anneal_kernel_level active = anneal_kernels_level();
     const uint32_t all[] = {ANNEAL_TYPE_F32,  ANNEAL_TYPE_F16,  ANNEAL_TYPE_BF16, ANNEAL_TYPE_Q8_0,
                             ANNEAL_TYPE_Q4_0, ANNEAL_TYPE_Q4_1, ANNEAL_TYPE_Q5_0, ANNEAL_TYPE_Q4_K,
                             ANNEAL_TYPE_Q5_K, ANNEAL_TYPE_Q6_K};
@@ -119,16 +134,21 @@ int main(int argc, char **argv) {
         for (int lv = 0; lv < 3; lv++) {
             if (!anneal_vec_dot_at(type, (anneal_kernel_level)lv)) continue;
             if (lv == 0) continue; // the reference is far too slow to matter here
+            if (quick && lv != (int)active) continue;
             for (int m = 0; m < nmat; m++)
                 jobs[m] = (job){
                     (anneal_kernel_level)lv, type, w + (uint64_t)m * per, GV_IN, GV_OUT, 1, a, y};
             for (int p = 0; p < 2; p++) {
-                double s = time_jobs(pools[p], jobs, nmat, min_s);
+                double s = best_of(tries, pools[p], jobs, nmat, min_s);
                 // The same with one matrix, which stays in the last-level cache: the
                 // kernel's own speed, without DRAM as the limit.
-                double sc = time_jobs(pools[p], jobs, 1, min_s / 2);
-                printf("%-6s %-7s %8d %8.2f %8.3f %9.2f\n", anneal_type_get(type)->name, levels[lv],
-                       p + 1, (double)per / s / 1e9, s * 1e3, (double)per / sc / 1e9);
+                double sc = quick ? 0 : time_jobs(pools[p], jobs, 1, min_s / 2);
+                printf("%-6s %-7s %8d %8.2f %8.3f ", anneal_type_get(type)->name, levels[lv], p + 1,
+                       (double)per / s / 1e9, s * 1e3);
+                if (quick)
+                    printf("%9s\n", "-");
+                else
+                    printf("%9.2f\n", (double)per / sc / 1e9);
                 fflush(stdout);
             }
         }
@@ -146,15 +166,16 @@ int main(int argc, char **argv) {
            "n_out x n_in", "threads", "GFLOP/s", "ms/call");
     for (int ti = 0; ti < ntypes; ti++) {
         uint32_t type = types[ti];
-        for (int si = 0; si < 3; si++) {
+        for (int si = 0; si < (quick ? 1 : 3); si++) {
             int64_t n_out = shapes[si][0], n_in = shapes[si][1];
             uint8_t *w = make_weights(type, n_in, n_out), *a = make_acts(type, n_in, NTOK);
             float *y = malloc(sizeof(float) * (size_t)(n_out * NTOK));
             for (int lv = 1; lv < 3; lv++) {
                 if (!anneal_vec_dot_at(type, (anneal_kernel_level)lv)) continue;
+                if (quick && lv != (int)active) continue;
                 job j = {(anneal_kernel_level)lv, type, w, n_in, n_out, NTOK, a, y};
                 for (int p = 0; p < 2; p++) {
-                    double s = time_jobs(pools[p], &j, 1, min_s);
+                    double s = best_of(tries, pools[p], &j, 1, min_s);
                     char shp[32];
                     snprintf(shp, sizeof shp, "%lldx%lld", (long long)n_out, (long long)n_in);
                     printf("%-6s %-7s %-11s %8d %8.1f %8.2f\n", anneal_type_get(type)->name,
@@ -166,6 +187,11 @@ int main(int argc, char **argv) {
             free(a);
             free(y);
         }
+    }
+    if (quick) {
+        for (int p = 0; p < 2; p++)
+            anneal_pool_free(pools[p]);
+        return 0;
     }
 
     // Activation quantization (one thread): 128 rows of 5632, as the ffn down input.

@@ -202,12 +202,14 @@ anneal_vec_dot_fn anneal_vec_dot_at(uint32_t type, anneal_kernel_level level);
 // anneal_vec_dot_type(wtype), contiguous. Thread ith of nth (0 <= ith < nth) computes a
 // contiguous share of the rows r for every t (shares start at multiples of 32 rows, so
 // they are even to within 32 rows), so nth threads calling it with the same arguments
-// cover Y once with no overlap. At the AVX-512 level, batches of 8 or more activation rows
-// run as a tiled GEMM (32 weight rows x 6 activation rows per register tile) and smaller
-// ones as matrix-vector kernels taking 4 weight rows per pass; other levels and types run
-// the dots, each weight row read once per group of 4 activation rows. Results are within
-// float-accumulation rounding of the reference dots and never depend on ith/nth; see
-// docs/kernels.md for the bounds.
+// cover Y once with no overlap. At the AVX-512 level, quantized weights run as a tiled GEMM
+// for batches of 8 or more activation rows (32 weight rows x 6 activation rows per
+// register tile) and as matrix-vector kernels taking 4 weight rows per pass below that;
+// F32/F16/BF16 weights run 4 x 4 FMA tiles. Lower levels run the dots, each weight row
+// read once per group of 4 activation rows. Results are within float-accumulation
+// rounding of the reference dots, never depend on ith/nth, and a row's result does not
+// depend on the batch it came in (among batches on the same side of 8); see
+// docs/kernels.md for the bound.
 anneal_status anneal_matmul(uint32_t wtype, const void *w, int64_t n_in, int64_t n_out,
                             const void *a, int64_t n_tok, float *y, int ith, int nth);
 // As anneal_matmul with the kernels of exactly `level` (tests and benchmarks);

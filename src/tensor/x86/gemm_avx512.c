@@ -349,38 +349,49 @@ KERNEL void tile_k4(const gemm *g, const uint8_t *a, size_t arow, int64_t t0, co
     }
 }
 
-// Q6_K: 16-element scale groups; the -32 offset starts each group's int32 sum.
+// Q6_K: 16-element scale groups; the -32 offset starts each group's int32 sum. With
+// scale products per 16 elements, the group sums go into a per-super-block float sum with
+// the rows' d*scale only, and the activation's d is applied once per super-block; that
+// needs a third set of accumulators, so this kernel takes at most 4 activation rows.
+#define TILE_T_Q6K 4
+
 KERNEL void tile_q6k(const gemm *g, const uint8_t *a, size_t arow, int64_t t0, const int NT,
                      float *y, int64_t n_out, __mmask16 m0, __mmask16 m1) {
-    __m512 acc[2][TILE_T];
-    const uint8_t *at[TILE_T];
+    __m512 acc[2][TILE_T_Q6K];
+    const uint8_t *at[TILE_T_Q6K];
     const int64_t nsb = g->n / ANNEAL_QK_K, ng = g->n / 16;
     FOR_T {
         acc[0][t] = acc[1][t] = _mm512_setzero_ps();
         at[t] = a + (size_t)(t0 + t) * arow + g->aoff;
     }
-    for (int64_t gi = 0; gi < ng; gi++) {
-        const int64_t s = gi / 16, j = gi % 16;
-        const uint8_t *cw = g->codes + 512 * gi;
-        __m512i ia[2][TILE_T];
-        FOR_T ia[0][t] = ia[1][t] = _mm512_set1_epi32(g->acorr[(t0 + t) * ng + gi]);
-        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
-            const __m512i w0 = _mm512_load_si512(cw + 128 * k),
-                          w1 = _mm512_load_si512(cw + 128 * k + 64);
+    for (int64_t s = 0; s < nsb; s++) {
+        __m512 f[2][TILE_T_Q6K];
+        FOR_T f[0][t] = f[1][t] = _mm512_setzero_ps();
+        for (int64_t gi = 16 * s; gi < 16 * s + 16; gi++) {
+            const uint8_t *cw = g->codes + 512 * gi;
+            __m512i ia[2][TILE_T_Q6K];
+            FOR_T ia[0][t] = ia[1][t] = _mm512_set1_epi32(g->acorr[(t0 + t) * ng + gi]);
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+                const __m512i w0 = _mm512_load_si512(cw + 128 * k),
+                              w1 = _mm512_load_si512(cw + 128 * k + 64);
+                FOR_T {
+                    const __m512i q =
+                        bcast4(at[t] + g->astride * (size_t)s + 16 * (gi - 16 * s) + 4 * k);
+                    ia[0][t] = _mm512_dpbusd_epi32(ia[0][t], w0, q);
+                    ia[1][t] = _mm512_dpbusd_epi32(ia[1][t], w1, q);
+                }
+            }
+            const __m512 d0 = _mm512_load_ps(g->sc + TILE_R * gi),
+                         d1 = _mm512_load_ps(g->sc + TILE_R * gi + 16);
             FOR_T {
-                const __m512i q = bcast4(at[t] + g->astride * (size_t)s + 16 * j + 4 * k);
-                ia[0][t] = _mm512_dpbusd_epi32(ia[0][t], w0, q);
-                ia[1][t] = _mm512_dpbusd_epi32(ia[1][t], w1, q);
+                f[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[0][t]), d0, f[0][t]);
+                f[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[1][t]), d1, f[1][t]);
             }
         }
-        const __m512 d0 = _mm512_load_ps(g->sc + TILE_R * gi),
-                     d1 = _mm512_load_ps(g->sc + TILE_R * gi + 16);
         FOR_T {
             const __m512 dy = _mm512_set1_ps(g->ady[(t0 + t) * nsb + s]);
-            acc[0][t] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[0][t]), _mm512_mul_ps(d0, dy), acc[0][t]);
-            acc[1][t] =
-                _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[1][t]), _mm512_mul_ps(d1, dy), acc[1][t]);
+            acc[0][t] = _mm512_fmadd_ps(f[0][t], dy, acc[0][t]);
+            acc[1][t] = _mm512_fmadd_ps(f[1][t], dy, acc[1][t]);
         }
     }
     FOR_T {
@@ -432,7 +443,20 @@ AVX512 static void run_tile(const gemm *g, const uint8_t *a, size_t arow, int64_
         break;
     case FAM_Q6K:
 #define CALL(N) tile_q6k(g, a, arow, t0, N, y, n_out, m0, m1)
-        TILE_CASES(CALL)
+        switch (nt) {
+        case 1:
+            CALL(1);
+            break;
+        case 2:
+            CALL(2);
+            break;
+        case 3:
+            CALL(3);
+            break;
+        default:
+            CALL(4);
+            break;
+        }
 #undef CALL
         break;
     }
@@ -508,8 +532,9 @@ AVX512 bool tensor_gemm_avx512(uint32_t wtype, const void *w, size_t wrow, int64
         int nr = r1 - r < TILE_R ? (int)(r1 - r) : TILE_R;
         repack(wtype, (const uint8_t *)w + (size_t)r * wrow, wrow, nr, &g);
         uint32_t m = nr == 32 ? 0xffffffffu : (1u << nr) - 1;
-        for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_T) {
-            int ntk = n_tok - t0 < TILE_T ? (int)(n_tok - t0) : TILE_T;
+        const int step = g.fam == FAM_Q6K ? TILE_T_Q6K : TILE_T;
+        for (int64_t t0 = 0; t0 < n_tok; t0 += step) {
+            int ntk = n_tok - t0 < step ? (int)(n_tok - t0) : step;
             run_tile(&g, a, arow, t0, ntk, y + r, n_out, (__mmask16)m, (__mmask16)(m >> 16));
         }
     }

@@ -329,7 +329,12 @@ AVX512 bool tensor_gemv_avx512(uint32_t wtype, const void *w, size_t wrow, int64
     bool legacy = anneal_vec_dot_type(wtype) == ANNEAL_TYPE_Q8_0;
     int64_t nb = n_in / ANNEAL_QK, np = (nb + 1) / 2, nsb = n_in / ANNEAL_QK_K;
     size_t per_tok = legacy ? (size_t)np * 256 : (size_t)nsb * 16;
-    uint8_t *mem = anneal_aligned_alloc(64, per_tok * (size_t)n_tok);
+    // Decode calls this for every projection of every token: prepared activations of up
+    // to 32 KiB (one token of n_in <= 8192 for the legacy types, 4 bytes per element; far
+    // more for the K-quants) live on the stack, not the heap.
+    _Alignas(64) uint8_t local[32768];
+    size_t need = per_tok * (size_t)n_tok;
+    uint8_t *mem = need <= sizeof local ? local : anneal_aligned_alloc(64, need);
     if (!mem) return false;
     for (int64_t t = 0; t < n_tok; t++) {
         uint8_t *m = mem + per_tok * (size_t)t;
@@ -400,6 +405,6 @@ AVX512 bool tensor_gemv_avx512(uint32_t wtype, const void *w, size_t wrow, int64
             memcpy(y + t * n_out + r, out, sizeof(float) * (size_t)nr);
         }
     }
-    anneal_free(mem);
+    if (mem != local) anneal_free(mem);
     return true;
 }
