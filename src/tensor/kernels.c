@@ -12,7 +12,7 @@
 static const anneal_vec_dot_fn DOTS[ANNEAL_TYPE_COUNT][NLEVELS] = {
     [ANNEAL_TYPE_F32] = {tensor_dot_f32_ref, tensor_dot_f32_avx2, tensor_dot_f32_avx512},
     [ANNEAL_TYPE_F16] = {tensor_dot_f16_ref, tensor_dot_f16_avx2, tensor_dot_f16_avx512},
-    [ANNEAL_TYPE_BF16] = {tensor_dot_bf16_ref, tensor_dot_bf16_avx2, NULL},
+    [ANNEAL_TYPE_BF16] = {tensor_dot_bf16_ref, tensor_dot_bf16_avx2, tensor_dot_bf16_avx512},
     [ANNEAL_TYPE_Q4_0] = {tensor_dot_q4_0_ref, tensor_dot_q4_0_avx2, tensor_dot_q4_0_avx512},
     [ANNEAL_TYPE_Q4_1] = {tensor_dot_q4_1_ref, tensor_dot_q4_1_avx2, NULL},
     [ANNEAL_TYPE_Q5_0] = {tensor_dot_q5_0_ref, tensor_dot_q5_0_avx2, NULL},

@@ -72,6 +72,7 @@ void tensor_dot_q6_K_avx2(int64_t n, float *out, const void *w, const void *a);
 
 void tensor_dot_f32_avx512(int64_t n, float *out, const void *w, const void *a);
 void tensor_dot_f16_avx512(int64_t n, float *out, const void *w, const void *a);
+void tensor_dot_bf16_avx512(int64_t n, float *out, const void *w, const void *a);
 void tensor_dot_q4_0_avx512(int64_t n, float *out, const void *w, const void *a);
 void tensor_dot_q8_0_avx512(int64_t n, float *out, const void *w, const void *a);
 void tensor_dot_q4_K_avx512(int64_t n, float *out, const void *w, const void *a);

@@ -60,6 +60,26 @@ AVX512 void tensor_dot_f16_avx512(int64_t n, float *out, const void *w, const vo
     *out = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+// BF16 is the top half of an F32: widen 16 lanes to 32 bits and shift them up.
+AVX512 void tensor_dot_bf16_avx512(int64_t n, float *out, const void *w, const void *a) {
+    const anneal_bf16 *x = w;
+    const float *y = a;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i w0 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i)));
+        __m512i w1 = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i + 16)));
+        s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), _mm512_loadu_ps(y + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), _mm512_loadu_ps(y + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512i w0 = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, x + i));
+        s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), _mm512_maskz_loadu_ps(m, y + i), s0);
+    }
+    *out = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
 // Q8_0: two blocks per 512-bit step. vpdpbusd wants unsigned x signed: |x| and y*sign(x).
 AVX512 void tensor_dot_q8_0_avx512(int64_t n, float *out, const void *w, const void *a) {
     const anneal_block_q8_0 *x = w, *y = a;
