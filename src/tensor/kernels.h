@@ -81,10 +81,25 @@ void tensor_dot_q4_K_avx512(int64_t n, float *out, const void *w, const void *a)
 void tensor_quantize_q8_0_avx512(const float *x, anneal_block_q8_0 *y, int64_t k);
 void tensor_quantize_q8_K_avx512(const float *x, anneal_block_q8_K *y, int64_t k);
 
+// The weight types the int8 GEMM and GEMV kernels handle (every quantized dot type).
+static inline bool tensor_has_int8_matmul(uint32_t wtype) {
+    switch (wtype) {
+    case ANNEAL_TYPE_Q4_0:
+    case ANNEAL_TYPE_Q4_1:
+    case ANNEAL_TYPE_Q5_0:
+    case ANNEAL_TYPE_Q8_0:
+    case ANNEAL_TYPE_Q4_K:
+    case ANNEAL_TYPE_Q5_K:
+    case ANNEAL_TYPE_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
 // Tiled GEMM, x86/gemm_avx512.c: Y rows [r0, r1) for all n_tok tokens (Y as in
 // anneal_matmul). Returns false, having written nothing, for types it lacks or when its
 // scratch cannot be allocated; the caller then uses the dots.
-bool tensor_gemm_supported_avx512(uint32_t wtype);
 bool tensor_gemm_avx512(uint32_t wtype, const void *w, size_t wrow, int64_t n_in, int64_t n_out,
                         int64_t r0, int64_t r1, const void *a, size_t arow, int64_t n_tok,
                         float *y);
@@ -94,7 +109,6 @@ bool tensor_matmul_float_avx512(uint32_t wtype, const void *w, size_t wrow, int6
                                 int64_t n_tok, float *y);
 
 // Matrix-vector kernels for small batches, x86/gemv_avx512.c; same contract as the GEMM.
-bool tensor_gemv_supported_avx512(uint32_t wtype);
 bool tensor_gemv_avx512(uint32_t wtype, const void *w, size_t wrow, int64_t n_in, int64_t n_out,
                         int64_t r0, int64_t r1, const void *a, size_t arow, int64_t n_tok,
                         float *y);

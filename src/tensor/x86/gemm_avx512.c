@@ -462,25 +462,10 @@ AVX512 static void run_tile(const gemm *g, const uint8_t *a, size_t arow, int64_
     }
 }
 
-bool tensor_gemm_supported_avx512(uint32_t wtype) {
-    switch (wtype) {
-    case ANNEAL_TYPE_Q4_0:
-    case ANNEAL_TYPE_Q4_1:
-    case ANNEAL_TYPE_Q5_0:
-    case ANNEAL_TYPE_Q8_0:
-    case ANNEAL_TYPE_Q4_K:
-    case ANNEAL_TYPE_Q5_K:
-    case ANNEAL_TYPE_Q6_K:
-        return true;
-    default:
-        return false;
-    }
-}
-
 AVX512 bool tensor_gemm_avx512(uint32_t wtype, const void *w, size_t wrow, int64_t n_in,
                                int64_t n_out, int64_t r0, int64_t r1, const void *a, size_t arow,
                                int64_t n_tok, float *y) {
-    if (!tensor_gemm_supported_avx512(wtype) || n_in <= 0) return false;
+    if (!tensor_has_int8_matmul(wtype) || n_in <= 0) return false;
     gemm g = {.n = n_in, .nb = n_in / 32};
     switch (wtype) {
     case ANNEAL_TYPE_Q4_0:

@@ -290,21 +290,6 @@ KERNEL void gemv_q6k(const uint8_t *w, size_t wrow, int64_t nsb, const int nr,
         y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-bool tensor_gemv_supported_avx512(uint32_t wtype) {
-    switch (wtype) {
-    case ANNEAL_TYPE_Q4_0:
-    case ANNEAL_TYPE_Q4_1:
-    case ANNEAL_TYPE_Q5_0:
-    case ANNEAL_TYPE_Q8_0:
-    case ANNEAL_TYPE_Q4_K:
-    case ANNEAL_TYPE_Q5_K:
-    case ANNEAL_TYPE_Q6_K:
-        return true;
-    default:
-        return false;
-    }
-}
-
 #define ROWS_CASES(CALL)                                                                           \
     switch (nr) {                                                                                  \
     case 1:                                                                                        \
@@ -324,7 +309,7 @@ bool tensor_gemv_supported_avx512(uint32_t wtype) {
 AVX512 bool tensor_gemv_avx512(uint32_t wtype, const void *w, size_t wrow, int64_t n_in,
                                int64_t n_out, int64_t r0, int64_t r1, const void *a, size_t arow,
                                int64_t n_tok, float *y) {
-    if (!tensor_gemv_supported_avx512(wtype) || n_in <= 0) return false;
+    if (!tensor_has_int8_matmul(wtype) || n_in <= 0) return false;
     const uint8_t *wb = w, *ab = a;
     bool legacy = anneal_vec_dot_type(wtype) == ANNEAL_TYPE_Q8_0;
     int64_t nb = n_in / ANNEAL_QK, np = (nb + 1) / 2, nsb = n_in / ANNEAL_QK_K;
