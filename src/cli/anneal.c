@@ -22,7 +22,7 @@ static void print_help(FILE *f) {
     fprintf(f, "  %-12s %s\n", "help", "this list; `anneal <command> --help` for one command");
     fprintf(f, "\nflags: --version  print the version\n"
                "environment: ANNEAL_THREADS (worker threads), ANNEAL_LOG (debug|info|warn|error|off),\n"
-               "             ANNEAL_LOG_FORMAT (text|json)\n");
+               "             ANNEAL_LOG_FORMAT (text|json), ANNEAL_KERNELS (ref|avx2|avx512)\n");
 }
 
 int main(int argc, char **argv) {
