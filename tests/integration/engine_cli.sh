@@ -1,27 +1,9 @@
 #!/usr/bin/env bash
 # `anneal generate`, `perplexity` and `bench` end to end on a tiny random model written by
 # `anneal init`: determinism, stop strings, logprobs, JSON output and exit statuses.
-set -u
-export LC_ALL=C
+source "$(dirname "$0")/common.bash"
 
-BIN=${ANNEAL_BIN:?ANNEAL_BIN must name the anneal binary}
-SHARED=${ANNEAL_SHARED:-../shared}
 VOCAB="$SHARED/fixtures/vocab/ggml-vocab-llama-spm.gguf"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-fail() {
-    echo "FAIL: $*" >&2
-    FAILS=$((FAILS + 1))
-}
-# expect STATUS CMD... : stdout in $TMP/out, stderr in $TMP/err.
-expect() {
-    local want=$1
-    shift
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local got=$?
-    [ "$got" -eq "$want" ] || fail "$* exited $got, expected $want: $(head -c 400 "$TMP/err")"
-}
 
 M="$TMP/tiny.gguf"
 expect 0 "$BIN" init --arch llama --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 \

@@ -1,33 +1,9 @@
 #!/usr/bin/env bash
 # `anneal gguf show|verify` end to end: output on a fixture and on a hand-built file with
 # tensors, JSON validity, exit statuses 0/1/2 and the offset in error messages.
-set -u
-export LC_ALL=C
+source "$(dirname "$0")/common.bash"
 
-BIN=${ANNEAL_BIN:?ANNEAL_BIN must name the anneal binary}
-SHARED=${ANNEAL_SHARED:-../shared}
 SPM="$SHARED/fixtures/vocab/ggml-vocab-llama-spm.gguf"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    FAILS=$((FAILS + 1))
-}
-
-# expect STATUS CMD... : runs CMD with stdout in $TMP/out and stderr in $TMP/err.
-expect() {
-    local want=$1
-    shift
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local got=$?
-    [ "$got" -eq "$want" ] || fail "$* exited $got, expected $want: $(head -c 400 "$TMP/err")"
-}
-
-has() { # has FILE PATTERN (extended regex)
-    grep -Eq -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"
-}
 
 # Little-endian writers for building a GGUF by hand.
 u32() { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $((($1 >> 24) & 255)))"; }

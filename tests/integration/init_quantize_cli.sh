@@ -3,33 +3,8 @@
 # to q4_K_M (tensor types checked with `gguf show`), the JSON summary, the lineage keys and
 # `gguf show`'s parsed lineage, byte-identical reruns, progress lines, and the exit statuses
 # 0/1/2.
-set -u
-export LC_ALL=C
+source "$(dirname "$0")/common.bash"
 export ANNEAL_LINEAGE_TIME=2026-11-29T12:00:00Z
-
-BIN=${ANNEAL_BIN:?ANNEAL_BIN must name the anneal binary}
-SHARED=${ANNEAL_SHARED:-../shared}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    FAILS=$((FAILS + 1))
-}
-
-# expect STATUS CMD... : runs CMD with stdout in $TMP/out and stderr in $TMP/err.
-expect() {
-    local want=$1
-    shift
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local got=$?
-    [ "$got" -eq "$want" ] || fail "$* exited $got, expected $want: $(head -c 400 "$TMP/err")"
-}
-
-has() { # has FILE PATTERN (extended regex)
-    grep -Eq -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"
-}
 
 # Little-endian writers for building a GGUF by hand.
 u32() { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $((($1 >> 24) & 255)))"; }

@@ -2,40 +2,16 @@
 # `anneal tokenize` end to end: the output formats on the fixture vocabularies, input from
 # TEXT / -f / stdin, BOS and special-token flags, and exit statuses 0/1/2 with messages that
 # name the missing key or the unknown pre-tokenizer (on hand-built GGUF files).
-set -u
-export LC_ALL=C
+source "$(dirname "$0")/common.bash"
 
-BIN=${ANNEAL_BIN:?ANNEAL_BIN must name the anneal binary}
-SHARED=${ANNEAL_SHARED:-../shared}
 V="$SHARED/fixtures/vocab"
 SPM="$V/ggml-vocab-llama-spm.gguf"
 GPT2="$V/ggml-vocab-gpt-2.gguf"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-
-fail() {
-    echo "FAIL: $*" >&2
-    FAILS=$((FAILS + 1))
-}
-
-# expect STATUS CMD... : runs CMD with stdout in $TMP/out and stderr in $TMP/err.
-expect() {
-    local want=$1
-    shift
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local got=$?
-    [ "$got" -eq "$want" ] || fail "$* exited $got, expected $want: $(head -c 400 "$TMP/err")"
-}
 
 same() { # same FILE EXPECTED-TEXT
     local got
     got=$(cat "$1")
     [ "$got" = "$2" ] || fail "expected '$2', got '$got'"
-}
-
-has() { # has FILE PATTERN (extended regex)
-    grep -Eq -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"
 }
 
 # Little-endian writers for hand-built GGUF files.
