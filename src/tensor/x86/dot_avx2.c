@@ -2,6 +2,8 @@
 // build never assumes the features; dispatch calls these only on CPUs that have them.
 #include "tensor/kernels.h"
 
+#include "tensor/x86/unpack_avx2.h"
+
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -204,7 +206,6 @@ AVX2 void tensor_dot_q5_K_avx2(int64_t n, float *out, const void *w, const void 
 AVX2 void tensor_dot_q6_K_avx2(int64_t n, float *out, const void *w, const void *a) {
     const anneal_block_q6_K *x = w;
     const anneal_block_q8_K *y = a;
-    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     float accm = 0;
     for (int64_t i = 0; i < n / ANNEAL_QK_K; i++) {
@@ -213,21 +214,8 @@ AVX2 void tensor_dot_q6_K_avx2(int64_t n, float *out, const void *w, const void 
             summ += x[i].scales[j] * y[i].bsums[j];
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
-            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-            q[1] = _mm256_or_si256(
-                _mm256_and_si256(ql1, m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-            q[2] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-            q[3] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+            unpack_q6_K_half(&x[i], h, q);
             const int8_t *sc = x[i].scales + 8 * h;
             for (int k = 0; k < 4; k++) {
                 __m256i qy = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * k));

@@ -6,6 +6,8 @@
 // block per 16 rows.
 #include "tensor/kernels.h"
 
+#include "tensor/x86/unpack_avx2.h"
+
 #include <immintrin.h>
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -146,23 +148,9 @@ AVX512 static void unpack_row(uint32_t type, const uint8_t *w, const gemm *g, in
             float d = h2f(x->d);
             for (int j = 0; j < 16; j++)
                 sc[TILE_R * (16 * s + j)] = d * x->scales[j];
-            const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
             for (int h = 0; h < 2; h++) {
-                __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
-                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                                       _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-                q[1] = _mm256_or_si256(
-                    _mm256_and_si256(ql1, m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-                q[2] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-                q[3] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+                unpack_q6_K_half(x, h, q);
                 for (int k = 0; k < 4; k++)
                     _mm256_storeu_si256(
                         (__m256i *)(dst + ANNEAL_QK_K * (s - b0 / 8) + 128 * h + 32 * k), q[k]);
