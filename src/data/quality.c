@@ -637,25 +637,24 @@ static anneal_status repetition(anneal_quality_scratch *s, judge *j, const uint8
     size_t counted, dups;
     uint64_t dchars;
     *failed = true;
-    if (any_enabled(c, ANNEAL_QR_GOPHER_DUP_PARA_FRAC, ANNEAL_QR_GOPHER_DUP_PARA_CHAR_FRAC)) {
-        if (!dup_spans(s, t, s->paras, st->n_paras, false, &counted, &dups, &dchars)) goto nomem;
+    // Duplicate paragraphs, then duplicate lines: the fraction of spans and of characters.
+    const struct {
+        const qspan *spans;
+        size_t n;
+        bool lines;
+        anneal_quality_rule frac_rule, char_rule;
+    } kinds[2] = {
+        {s->paras, st->n_paras, false, ANNEAL_QR_GOPHER_DUP_PARA_FRAC, ANNEAL_QR_GOPHER_DUP_PARA_CHAR_FRAC},
+        {s->lines, st->n_lines, true, ANNEAL_QR_GOPHER_DUP_LINE_FRAC, ANNEAL_QR_GOPHER_DUP_LINE_CHAR_FRAC},
+    };
+    for (int k = 0; k < 2; k++) {
+        if (!any_enabled(c, kinds[k].frac_rule, kinds[k].char_rule)) continue;
+        if (!dup_spans(s, t, kinds[k].spans, kinds[k].n, kinds[k].lines, &counted, &dups, &dchars))
+            goto nomem;
         double f = frac((double)dups, (double)counted);
-        if (fail(j, ANNEAL_QR_GOPHER_DUP_PARA_FRAC, f > th[ANNEAL_QR_GOPHER_DUP_PARA_FRAC], f))
-            return ANNEAL_OK;
+        if (fail(j, kinds[k].frac_rule, f > th[kinds[k].frac_rule], f)) return ANNEAL_OK;
         f = frac((double)dchars, chars);
-        if (fail(j, ANNEAL_QR_GOPHER_DUP_PARA_CHAR_FRAC,
-                 f > th[ANNEAL_QR_GOPHER_DUP_PARA_CHAR_FRAC], f))
-            return ANNEAL_OK;
-    }
-    if (any_enabled(c, ANNEAL_QR_GOPHER_DUP_LINE_FRAC, ANNEAL_QR_GOPHER_DUP_LINE_CHAR_FRAC)) {
-        if (!dup_spans(s, t, s->lines, st->n_lines, true, &counted, &dups, &dchars)) goto nomem;
-        double f = frac((double)dups, (double)counted);
-        if (fail(j, ANNEAL_QR_GOPHER_DUP_LINE_FRAC, f > th[ANNEAL_QR_GOPHER_DUP_LINE_FRAC], f))
-            return ANNEAL_OK;
-        f = frac((double)dchars, chars);
-        if (fail(j, ANNEAL_QR_GOPHER_DUP_LINE_CHAR_FRAC,
-                 f > th[ANNEAL_QR_GOPHER_DUP_LINE_CHAR_FRAC], f))
-            return ANNEAL_OK;
+        if (fail(j, kinds[k].char_rule, f > th[kinds[k].char_rule], f)) return ANNEAL_OK;
     }
     if (!any_enabled(c, ANNEAL_QR_GOPHER_TOP_2GRAM, ANNEAL_QR_GOPHER_DUP_10GRAM)) {
         *failed = false;
