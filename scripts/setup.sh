@@ -12,6 +12,13 @@ PACKAGES=(
   libjansson-dev # JSON: strict parsing, clear error positions
   libpcre2-dev   # regex with Unicode classes: tokenizer pre-tokenizers
   libssl-dev     # OpenSSL libcrypto: SHA-256, constant-time compare
+  libutf8proc-dev # Unicode NFKC and categories: data cleaning, dedup normalization
+  zlib1g-dev     # .gz inputs of the data pipeline
+  libzstd-dev    # .zst inputs of the data pipeline
+  libopenblas-dev # f32 GEMM for training (the quantized kernels are our own)
+  libopenmpi-dev # data-parallel training (mpirun -np N anneal train)
+  openmpi-bin    # mpirun, for the 2-rank training test
+  libmicrohttpd-dev # the HTTP server of anneal serve
   clang          # libFuzzer fuzz targets (make fuzz)
   libclang-rt-14-dev # clang's sanitizer and fuzzer runtimes
 )
