@@ -32,6 +32,10 @@ bool cli_is_help(const char *arg);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // Prints "anneal <cmd>: <err message>" to stderr and returns CLI_FAIL.
 int cli_fail(const char *cmd, const anneal_err *err);
+// Reads all of stdin into a NUL-terminated buffer (caller frees with anneal_free); fails
+// with ANNEAL_ERR_LIMIT past CLI_MAX_STDIN bytes.
+#define CLI_MAX_STDIN ((size_t)1 << 30)
+char *cli_read_stdin(size_t *size, anneal_err *err);
 // Parses a whole decimal integer in [lo, hi]; false otherwise.
 bool cli_parse_long(const char *s, long lo, long hi, long *out);
 

@@ -1,5 +1,5 @@
-// Helpers every command shares: help and usage errors, number parsing, escaped output, the
-// progress display.
+// Helpers every command shares: help and usage errors, number parsing, reading stdin,
+// escaped output, the progress display.
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -75,6 +75,43 @@ size_t cli_put_escaped(FILE *f, const char *s, size_t n, size_t max, unsigned fl
         i++;
     }
     return i;
+}
+
+char *cli_read_stdin(size_t *size, anneal_err *err) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = anneal_malloc(cap + 1);
+    if (!buf) {
+        anneal_err_set(err, ANNEAL_ERR_NOMEM, "out of memory reading stdin");
+        return NULL;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap >= CLI_MAX_STDIN) {
+                anneal_free(buf);
+                anneal_err_set(err, ANNEAL_ERR_LIMIT, "stdin: more than %zu bytes", CLI_MAX_STDIN);
+                return NULL;
+            }
+            cap *= 2;
+            char *p = anneal_realloc(buf, cap + 1);
+            if (!p) {
+                anneal_free(buf);
+                anneal_err_set(err, ANNEAL_ERR_NOMEM, "out of memory reading stdin");
+                return NULL;
+            }
+            buf = p;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(stdin)) {
+        anneal_free(buf);
+        anneal_err_set(err, ANNEAL_ERR_IO, "error reading stdin");
+        return NULL;
+    }
+    buf[n] = 0;
+    *size = n;
+    return buf;
 }
 
 // ---- progress -----------------------------------------------------------------------

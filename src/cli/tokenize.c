@@ -30,46 +30,8 @@ static const char *HELP =
     "and bytes that are not valid UTF-8. Exit status: 0 ok, 1 unreadable file or vocabulary,\n"
     "2 usage error.\n";
 
-#define MAX_TEXT ((size_t)1 << 30)
-
 typedef enum { OUT_DEFAULT, OUT_IDS, OUT_PIECES, OUT_JSON } out_mode;
 
-static char *read_stdin(size_t *size, anneal_err *err) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = anneal_malloc(cap + 1);
-    if (!buf) {
-        anneal_err_set(err, ANNEAL_ERR_NOMEM, "out of memory reading stdin");
-        return NULL;
-    }
-    for (;;) {
-        if (n == cap) {
-            if (cap >= MAX_TEXT) {
-                anneal_free(buf);
-                anneal_err_set(err, ANNEAL_ERR_LIMIT, "stdin: more than %zu bytes", MAX_TEXT);
-                return NULL;
-            }
-            cap *= 2;
-            char *p = anneal_realloc(buf, cap + 1);
-            if (!p) {
-                anneal_free(buf);
-                anneal_err_set(err, ANNEAL_ERR_NOMEM, "out of memory reading stdin");
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, stdin);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(stdin)) {
-        anneal_free(buf);
-        anneal_err_set(err, ANNEAL_ERR_IO, "error reading stdin");
-        return NULL;
-    }
-    buf[n] = 0;
-    *size = n;
-    return buf;
-}
 
 // Pieces are shown with special = true; with no memory for the piece buffer they print empty.
 static void print_tokens(const anneal_tokenizer *t, const anneal_token *ids, size_t n,
@@ -170,10 +132,10 @@ int cmd_tokenize(int argc, char **argv) {
         text = text_arg;
         len = strlen(text_arg);
     } else if (file) {
-        st = anneal_read_file(file, MAX_TEXT, &owned, &len, &err);
+        st = anneal_read_file(file, CLI_MAX_STDIN, &owned, &len, &err);
         text = owned;
     } else {
-        owned = read_stdin(&len, &err);
+        owned = cli_read_stdin(&len, &err);
         st = owned ? ANNEAL_OK : err.status;
         text = owned;
     }
