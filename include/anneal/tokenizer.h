@@ -123,6 +123,142 @@ int64_t anneal_detok_push(anneal_detok *d, anneal_token id, char *out, size_t ca
 // cap < 3 while bytes are held.
 int64_t anneal_detok_flush(anneal_detok *d, char *out, size_t cap);
 
+// ---- chat templates (src/tokenizer/chat.c, docs/tokenizer.md "Chat templates") ----------
+// Renders a conversation into the prompt text a chat model was trained on, byte for byte
+// what the model's own Jinja template renders with Hugging Face transformers (checked by
+// tests/unit/test_chat.c against tests/reference/chat_render.py), except:
+// - the BOS token text the template writes at the very start ("<s>", "<bos>",
+//   "<|begin_of_text|>": anneal_chat_template_bos) is left out: tokenize the result with
+//   ANNEAL_TOK_ADD_SPECIAL | ANNEAL_TOK_PARSE_SPECIAL and the vocabulary adds BOS, as
+//   llama.cpp does (if anneal_tokenizer_add_bos is false, prepend the BOS text yourself).
+//   Special token texts later in the text (e.g. Llama 2's "</s><s>") are kept: they need
+//   ANNEAL_TOK_PARSE_SPECIAL.
+// - inputs the real template would render silently wrong (an unknown role, a system
+//   message that is not first where the template folds it into a user turn) are errors.
+typedef enum anneal_chat_template {
+    ANNEAL_CHAT_CHATML = 0,   // "chatml": <|im_start|>role\n...<|im_end|>\n
+    ANNEAL_CHAT_LLAMA2 = 1,   // "llama2": <s>[INST] <<SYS>>\n...\n<</SYS>>\n\n... [/INST]
+    ANNEAL_CHAT_LLAMA3 = 2,   // "llama3": Llama 3.1/3.2/3.3, with the system preamble
+    ANNEAL_CHAT_MISTRAL = 3,  // "mistral": Mistral Nemo (v3-tekken) [INST]...[/INST]
+    ANNEAL_CHAT_PHI3 = 4,     // "phi3": Phi-3/3.5 <|user|>\n...<|end|>\n
+    ANNEAL_CHAT_GEMMA = 5,    // "gemma": Gemma 2/3 <start_of_turn>user\n...<end_of_turn>\n
+    ANNEAL_CHAT_ZEPHYR = 6,   // "zephyr": <|user|>\n...</s>\n
+    ANNEAL_CHAT_QWEN2 = 7,    // "qwen2": ChatML plus Qwen2.5's default system prompt
+    ANNEAL_CHAT_LLAMA3_0 = 8, // "llama3.0": Llama 3.0, headers without the system preamble
+    ANNEAL_CHAT_TEMPLATE_COUNT = 9,
+} anneal_chat_template;
+
+typedef struct anneal_chat_message {
+    const char *role;    // "system", "user", "assistant"; "tool" (chatml, qwen2, llama3*);
+                         // "ipython" (llama3*)
+    const char *content; // UTF-8, NUL-terminated; "" is allowed, NULL is not
+} anneal_chat_message;
+
+// Recognizes a tokenizer.chat_template text by its markers (docs/tokenizer.md lists them).
+// ANNEAL_ERR_NOT_FOUND when no known family matches (*out unchanged).
+anneal_status anneal_chat_template_detect(const char *jinja, anneal_chat_template *out,
+                                          anneal_err *err);
+// Reads tokenizer.chat_template from `g` and detects it. When the key is absent or its
+// template is not recognized, *out = ANNEAL_CHAT_CHATML (llama.cpp's default) and
+// *fallback = true (`fallback` may be NULL); ANNEAL_ERR_FORMAT if the key is not a string.
+anneal_status anneal_chat_template_from_gguf(const anneal_gguf *g, anneal_chat_template *out,
+                                             bool *fallback, anneal_err *err);
+// Parses a name as anneal_chat_template_name prints it ("chatml", "llama3", ...; also
+// "qwen", "qwen2.5", "gemma2", "gemma3", "phi3.5", "mistral-nemo"). ANNEAL_ERR_INVALID_ARG
+// for anything else (the message lists the names).
+anneal_status anneal_chat_template_parse_name(const char *name, anneal_chat_template *out,
+                                              anneal_err *err);
+const char *anneal_chat_template_name(anneal_chat_template t); // "unknown" if out of range
+// The text that ends an assistant turn ("<|im_end|>", "</s>", "<|eot_id|>", "<|end|>",
+// "<end_of_turn>"): stop generating there (besides the vocabulary's EOS). "" if out of range.
+const char *anneal_chat_template_stop(anneal_chat_template t);
+// The BOS text the real template starts with and anneal_chat_apply leaves out ("" for
+// chatml, qwen2, phi3, zephyr, whose templates write none; "" if out of range).
+const char *anneal_chat_template_bos(anneal_chat_template t);
+
+// Renders msgs[0..n) (n >= 1); with add_generation_prompt the text ends with the assistant
+// header the model continues from (llama2 and mistral templates have none: the prompt
+// already ends with "[/INST]"). Errors are ANNEAL_ERR_INVALID_ARG naming the message index
+// and role: no messages, a NULL role or content, a role the template does not know, a
+// system message after the first where the template folds it into a user turn (llama2,
+// mistral, gemma), and roles that do not alternate user/assistant after the optional
+// system message where the real template raises (llama2, mistral, gemma).
+// *out is NUL-terminated, *out_len its length (may be NULL); caller frees with anneal_free.
+anneal_status anneal_chat_apply(anneal_chat_template t, const anneal_chat_message *msgs, size_t n,
+                                bool add_generation_prompt, char **out, size_t *out_len,
+                                anneal_err *err);
+
+// ---- training a vocabulary (src/tokenizer/train.c, docs/tokenizer.md) ---------------------
+// Learns a BPE vocabulary from text and writes it as tokenizer.ggml.* keys that
+// anneal_tokenizer_load reads back. Two kinds:
+//  - ANNEAL_TOK_BPE: byte-level BPE (tokenizer.ggml.model "gpt2"): 256 byte tokens, merges
+//    learned inside the pieces of a pre-tokenizer, written as tokenizer.ggml.merges.
+//  - ANNEAL_TOK_SPM: SentencePiece-style BPE ("llama"): spaces as U+2581, <unk> <s> </s>,
+//    byte fallback <0x00>..<0xFF>, the most frequent characters, merged pieces scored so
+//    the encoder merges in the learned order.
+// Merges are chosen by pair frequency over distinct words (pre-tokens) weighted by their
+// counts; ties go to the pair with the smaller (left id, right id), ids counted in the
+// order tokens were made. Same text in the same order gives the same vocabulary.
+
+typedef struct anneal_tokenizer_train_opts {
+    anneal_tok_kind kind; // ANNEAL_TOK_BPE or ANNEAL_TOK_SPM
+    uint32_t vocab_size;  // every token counted (specials, bytes, characters, merges)
+    const char *pre;      // BPE pre-tokenizer (tokenizer.ggml.pre); NULL or "" = "gpt-2"
+    // Extra control tokens (after the default ones: "<|endoftext|>" for BPE; "<unk>",
+    // "<s>", "</s>" for SPM). Copied. Their text is cut out of the training text.
+    const char *const *specials;
+    size_t n_specials;
+    uint32_t min_frequency;    // pairs seen fewer times are never merged; 0 = 2
+    double character_coverage; // SPM: share of character occurrences that get a character
+                               // token (the rest use byte fallback); 0 = 0.9995
+    // Called during the merge phase (about 200 times) with merges done / wanted. May be NULL.
+    void (*progress)(void *ctx, uint32_t done, uint32_t total);
+    void *progress_ctx;
+} anneal_tokenizer_train_opts;
+
+typedef struct anneal_tokenizer_train_stats {
+    uint64_t bytes;           // text bytes added
+    uint64_t words;           // words (pre-tokens) counted
+    uint64_t unique_words;    // distinct words
+    uint64_t long_words;      // words over 1024 bytes, left out of the merge statistics
+    uint64_t tokens;          // tokens the text takes with the vocabulary learned (words over
+                              // 1024 bytes not counted): what encoding it gives, chunk by chunk
+    uint32_t n_vocab;         // tokens written
+    uint32_t n_merges;        // merges learned (BPE: entries of tokenizer.ggml.merges)
+    uint32_t n_chars;         // SPM: character tokens (BPE: 256 byte tokens)
+    uint32_t n_chars_dropped; // SPM: characters seen but left to byte fallback
+    double merge_seconds;     // time finish took (alphabet, pair counts, merges, keys)
+} anneal_tokenizer_train_stats;
+
+typedef struct anneal_tokenizer_trainer anneal_tokenizer_trainer;
+
+// Checks the options and makes an empty trainer. ANNEAL_ERR_INVALID_ARG (naming the
+// option) for a vocab_size below the base alphabet plus specials, an empty, duplicate or
+// invalid UTF-8 special, a special that is a base token's text; ANNEAL_ERR_UNSUPPORTED
+// for an unknown pre-tokenizer. Free with anneal_tokenizer_trainer_free.
+anneal_status anneal_tokenizer_trainer_new(const anneal_tokenizer_train_opts *o,
+                                           anneal_tokenizer_trainer **out, anneal_err *err);
+void anneal_tokenizer_trainer_free(anneal_tokenizer_trainer *tr); // accepts NULL
+
+// Counts the words of len bytes of text (at most 2^30 per call). doc_start says the text
+// begins a document: SPM puts its space prefix there (and after every special token), as
+// the encoder does at the start of each encode call. Chunks are pre-tokenized on their
+// own, so cut long texts at line ends. Any bytes are accepted.
+anneal_status anneal_tokenizer_trainer_add(anneal_tokenizer_trainer *tr, const char *text,
+                                           size_t len, bool doc_start, anneal_err *err);
+
+// Learns the merges and sets the vocabulary keys in w (general.architecture "llama",
+// general.name, tokenizer.ggml.*), nothing else. Once per trainer; stats may be NULL.
+anneal_status anneal_tokenizer_trainer_finish(anneal_tokenizer_trainer *tr, anneal_gguf_writer *w,
+                                              anneal_tokenizer_train_stats *stats, anneal_err *err);
+
+// finish, then the anneal.lineage.* keys from lin (parents and command; a NULL lin->config
+// records the training options), then writes the file at path atomically.
+struct anneal_lineage; // anneal/lineage.h
+anneal_status anneal_tokenizer_trainer_write(anneal_tokenizer_trainer *tr, const char *path,
+                                             const struct anneal_lineage *lin,
+                                             anneal_tokenizer_train_stats *stats, anneal_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@ static const cli_command COMMANDS[] = {
     {"info", "version, CPU features and settings of this build", cmd_info},
     {"gguf", "inspect and verify GGUF files", cmd_gguf},
     {"tokenize", "text to token ids and pieces (GGUF vocabularies)", cmd_tokenize},
+    {"tokenizer", "train a BPE vocabulary from text (tokenizer train)", cmd_tokenizer},
     {"init", "write a randomly initialised model of a given shape", cmd_init},
     {"quantize", "convert a model's weights to a quantized type or mix", cmd_quantize},
     {"generate", "continue a prompt with a model, streaming the text", cmd_generate},
