@@ -1,6 +1,7 @@
 // The anneal command: dispatches `anneal <command> [subcommand] [flags]`.
 #include "cli/cli.h"
 
+#include <signal.h>
 #include <string.h>
 
 static const cli_command COMMANDS[] = {
@@ -8,6 +9,7 @@ static const cli_command COMMANDS[] = {
     {"gguf", "inspect and verify GGUF files", cmd_gguf},
     {"tokenize", "text to token ids and pieces (GGUF vocabularies)", cmd_tokenize},
     {"tokenizer", "train a BPE vocabulary from text (tokenizer train)", cmd_tokenizer},
+    {"data", "the data pipeline: ingest, clean, pii, dedup, audit, shard, verify, run", cmd_data},
     {"init", "write a randomly initialised model of a given shape", cmd_init},
     {"quantize", "convert a model's weights to a quantized type or mix", cmd_quantize},
     {"generate", "continue a prompt with a model, streaming the text", cmd_generate},
@@ -27,6 +29,9 @@ static void print_help(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    // Past a file-size limit (ulimit -f) a write should fail with EFBIG and be reported like a
+    // full disk, not kill the process halfway through an output.
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         print_help(stderr);
         return CLI_USAGE;

@@ -1,6 +1,7 @@
 // PII detection and redaction: one left-to-right pass over bytes with cheap triggers per kind.
 #include "anneal/data.h"
 
+#include <jansson.h>
 #include <string.h>
 
 static const char *const KIND_NAMES[ANNEAL_PII_COUNT] = {"email", "phone", "ipv4", "ipv6",
@@ -20,6 +21,39 @@ anneal_pii_config anneal_pii_config_default(void) {
         c.replacement[k] = DEFAULT_TOKENS[k];
     }
     return c;
+}
+
+anneal_status anneal_pii_config_from_json(const void *obj, const char *what,
+                                          anneal_pii_config *cfg, anneal_err *err) {
+    const json_t *root = obj;
+    if (!what) what = "pii config";
+    if (!json_is_object(root))
+        return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG, "%s: expected a JSON object", what);
+    anneal_pii_config c = *cfg;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)root, key, v) {
+        int k = 0;
+        while (k < ANNEAL_PII_COUNT && strcmp(key, anneal_pii_kind_name(k)) != 0)
+            k++;
+        if (k == ANNEAL_PII_COUNT)
+            return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                                  "%s: unknown key '%s' (email, phone, ipv4, ipv6, card, iban, ssn)",
+                                  what, key);
+        if (json_is_boolean(v)) {
+            c.enabled[k] = json_is_true(v);
+        } else if (json_is_string(v) && json_string_length(v) <= 64) {
+            c.enabled[k] = true;
+            c.replacement[k] = json_string_value(v);
+        } else {
+            return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                                  "%s: key '%s': expected true, false or a replacement string of "
+                                  "at most 64 bytes",
+                                  what, key);
+        }
+    }
+    *cfg = c;
+    return ANNEAL_OK;
 }
 
 static inline bool is_digit(uint8_t c) {

@@ -1,6 +1,8 @@
 // Tests for PII detection and redaction: positives and near misses per kind, exact redacted
 // strings, counts, configuration, precedence on overlap, and arbitrary bytes.
 #include "anneal/data.h"
+
+#include <jansson.h>
 #include "test.h"
 
 static char *g_out;
@@ -312,6 +314,32 @@ static void test_random(void) {
     anneal_free(out2);
 }
 
+// The JSON form of the config: switches, replacement tokens, and errors naming the key.
+static void test_config_json(void) {
+    anneal_err err = {0};
+    json_t *o = json_loads("{\"email\": \"[mail]\", \"phone\": false}", 0, NULL);
+    anneal_pii_config c = anneal_pii_config_default();
+    CHECK_EQ(anneal_pii_config_from_json(o, "t.json", &c, &err), ANNEAL_OK);
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    const char *t = "a@b.co (555) 234-5678";
+    CHECK_EQ(anneal_pii_redact(&c, t, strlen(t), &out, &len, &cap, NULL, &err), ANNEAL_OK);
+    CHECK_STR(out, "[mail] (555) 234-5678");
+    json_decref(o);
+    const char *bad[] = {"{\"fax\": true}", "{\"email\": 3}", "[1]"};
+    const char *why[] = {"unknown key 'fax'", "key 'email'", "expected a JSON object"};
+    for (int i = 0; i < 3; i++) {
+        anneal_pii_config d = anneal_pii_config_default();
+        err = (anneal_err){0};
+        o = json_loads(bad[i], 0, NULL);
+        CHECK_EQ(anneal_pii_config_from_json(o, "t.json", &d, &err), ANNEAL_ERR_INVALID_ARG);
+        CHECK_CONTAINS(err.msg, why[i]);
+        CHECK(d.enabled[ANNEAL_PII_EMAIL] && d.enabled[ANNEAL_PII_PHONE]);
+        json_decref(o);
+    }
+    anneal_free(out);
+}
+
 int main(void) {
     RUN(test_names_and_defaults);
     RUN(test_email);
@@ -323,6 +351,7 @@ int main(void) {
     RUN(test_ssn);
     RUN(test_counts_and_mix);
     RUN(test_config);
+    RUN(test_config_json);
     RUN(test_precedence);
     RUN(test_bytes);
     RUN(test_random);
