@@ -36,12 +36,14 @@ JSON
 printf '' >raw/empty.txt
 printf 'caf\xc3\xa9 ok\n\xff\xfe broken\n' >raw/bad.txt
 printf 'a\0b\n' >raw/nul.txt
+ln -s nowhere.txt raw/gone.txt # unreadable: a dangling link
 
 expect 3 "$BIN" data ingest raw -o ing
 has err "raw/sub/posts.jsonl:4: skipped \(bad_json\)"
 has err "raw/bad.txt:.*invalid_utf8"
 has err "raw/nul.txt:.*nul"
-has out "3 input records skipped"
+has err "raw/gone.txt:0: skipped \(unreadable\)"
+has out "4 input records skipped"
 [ -f ing/manifest.json ] && [ -f ing/docs/00000.jsonl ] || fail "ingest wrote no dataset"
 has ing/report.json '"bad_json"'
 [ "$(wc -l <ing/docs/00000.jsonl)" -eq 4 ] || fail "ingest: expected 4 documents (play, p1-p3)"
