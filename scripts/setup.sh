@@ -19,6 +19,9 @@ PACKAGES=(
   libopenmpi-dev # data-parallel training (mpirun -np N anneal train)
   openmpi-bin    # mpirun, for the 2-rank training test
   libmicrohttpd-dev # the HTTP server of anneal serve
+  jq             # the server's integration tests read JSON answers
+  prometheus     # promtool: the tests check /metrics with promtool check metrics
+  curl           # the server's integration tests are HTTP clients
   clang          # libFuzzer fuzz targets (make fuzz)
   libclang-rt-14-dev # clang's sanitizer and fuzzer runtimes
 )

@@ -77,8 +77,17 @@ void anneal_kv_free(anneal_kv *kv);
 int32_t anneal_kv_seq_len(const anneal_kv *kv, int32_t seq); // positions stored; -1 bad seq
 void anneal_kv_seq_clear(anneal_kv *kv, int32_t seq);        // drop all, return its blocks
 // Keep positions [0, n_pos) (n_pos <= length) and return blocks no longer needed.
+// A kept partial block that another sequence shares is first copied (copy on write):
+// ANNEAL_ERR_LIMIT, with nothing changed, when that needs a block and none is free.
 anneal_status anneal_kv_seq_truncate(anneal_kv *kv, int32_t seq, int32_t n_pos, anneal_err *err);
-int32_t anneal_kv_free_blocks(const anneal_kv *kv);
+// Makes the empty sequence dst start with the first n_pos positions of src (a shared
+// prompt prefix) without recomputing them: src's full blocks are shared by reference
+// (a block returns to the pool when no sequence holds it), a trailing partial block is
+// copied into a fresh block (ANNEAL_ERR_LIMIT when none is free). Both sequences may then
+// grow independently; neither writes into a shared block.
+anneal_status anneal_kv_seq_share(anneal_kv *kv, int32_t dst, int32_t src, int32_t n_pos,
+                                  anneal_err *err);
+int32_t anneal_kv_free_blocks(const anneal_kv *kv);  // blocks no sequence holds
 uint64_t anneal_kv_bytes(const anneal_kv *kv); // memory held by the pool
 
 // ---- forward --------------------------------------------------------------------------

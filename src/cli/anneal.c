@@ -15,6 +15,7 @@ static const cli_command COMMANDS[] = {
     {"generate", "continue a prompt with a model, streaming the text", cmd_generate},
     {"perplexity", "perplexity and bits per byte of a text (llama.cpp's method)", cmd_perplexity},
     {"bench", "prefill and decode speed of a model", cmd_bench},
+    {"serve", "OpenAI-compatible HTTP server with continuous batching", cmd_serve},
 };
 static const size_t N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

@@ -27,6 +27,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 // True when argv[i] is -h or --help.
 bool cli_is_help(const char *arg);

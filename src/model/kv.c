@@ -1,5 +1,6 @@
 // Paged KV cache: one pool of fixed-size blocks shared by all sequences, a block table
-// per sequence, blocks taken on demand and returned on clear/truncate.
+// per sequence, blocks taken on demand and returned on clear/truncate, full blocks shared
+// between sequences by reference count (prompt prefix reuse).
 #include "model_internal.h"
 
 anneal_kv_params anneal_kv_params_default(int32_t n_ctx, int32_t max_seqs) {
@@ -51,12 +52,13 @@ anneal_status anneal_kv_new(const anneal_model *m, const anneal_kv_params *p, an
     kv->k = anneal_aligned_alloc(64, bytes);
     kv->v = anneal_aligned_alloc(64, bytes);
     kv->free_list = anneal_calloc((size_t)p->n_blocks, sizeof *kv->free_list);
+    kv->ref = anneal_calloc((size_t)p->n_blocks, sizeof *kv->ref);
     kv->table =
         anneal_realloc_array(NULL, (size_t)p->max_seqs * (size_t)seq_blocks, sizeof(int32_t));
     kv->len = anneal_calloc((size_t)p->max_seqs, sizeof *kv->len);
     kv->n_held = anneal_calloc((size_t)p->max_seqs, sizeof *kv->n_held);
     kv->scratch = anneal_calloc(2 * (size_t)p->max_seqs, sizeof *kv->scratch);
-    if (!kv->k || !kv->v || !kv->free_list || !kv->table || !kv->len || !kv->n_held ||
+    if (!kv->k || !kv->v || !kv->free_list || !kv->ref || !kv->table || !kv->len || !kv->n_held ||
         !kv->scratch) {
         anneal_kv_free(kv);
         return anneal_err_set(err, ANNEAL_ERR_NOMEM, "out of memory for a kv cache of %zu bytes",
@@ -75,6 +77,7 @@ void anneal_kv_free(anneal_kv *kv) {
     anneal_free(kv->k);
     anneal_free(kv->v);
     anneal_free(kv->free_list);
+    anneal_free(kv->ref);
     anneal_free(kv->table);
     anneal_free(kv->len);
     anneal_free(kv->n_held);
@@ -87,11 +90,29 @@ int32_t anneal_kv_seq_len(const anneal_kv *kv, int32_t seq) {
     return kv->len[seq];
 }
 
-// Returns the blocks of seq beyond the first `keep`.
+// Drops seq's hold on its blocks beyond the first `keep`; a block returns to the pool when
+// no sequence holds it any more.
 static void release(anneal_kv *kv, int32_t seq, int32_t keep) {
     int32_t *tab = &kv->table[(size_t)seq * (size_t)kv->max_seq_blocks];
-    while (kv->n_held[seq] > keep)
-        kv->free_list[kv->n_free++] = tab[--kv->n_held[seq]];
+    while (kv->n_held[seq] > keep) {
+        int32_t b = tab[--kv->n_held[seq]];
+        if (--kv->ref[b] == 0) kv->free_list[kv->n_free++] = b;
+    }
+}
+
+// Copies the first n_slots rows of every layer's K and V from physical block src to dst.
+static void copy_block(anneal_kv *kv, int32_t dst, int32_t src, int32_t n_slots) {
+    size_t bytes = (size_t)n_slots * (size_t)kv->kv_dim * kv->elem_size;
+    for (int32_t l = 0; l < kv->n_layer; l++) {
+        memcpy(kv_row(kv, kv->k, l, dst, 0), kv_row(kv, kv->k, l, src, 0), bytes);
+        memcpy(kv_row(kv, kv->v, l, dst, 0), kv_row(kv, kv->v, l, src, 0), bytes);
+    }
+}
+
+static int32_t take_block(anneal_kv *kv) {
+    int32_t b = kv->free_list[--kv->n_free];
+    kv->ref[b] = 1;
+    return b;
 }
 
 void anneal_kv_seq_clear(anneal_kv *kv, int32_t seq) {
@@ -108,8 +129,63 @@ anneal_status anneal_kv_seq_truncate(anneal_kv *kv, int32_t seq, int32_t n_pos, 
         return anneal_err_set(err, ANNEAL_ERR_RANGE,
                               "cannot truncate sequence %d to %d positions: it has %d", (int)seq,
                               (int)n_pos, (int)kv->len[seq]);
-    release(kv, seq, (n_pos + kv->block_size - 1) / kv->block_size);
+    int32_t keep = (n_pos + kv->block_size - 1) / kv->block_size;
+    int32_t *tab = &kv->table[(size_t)seq * (size_t)kv->max_seq_blocks];
+    // A kept partial block that another sequence also holds would be overwritten by the
+    // next append: give this sequence its own copy (copy on write).
+    bool cow = n_pos % kv->block_size != 0 && kv->ref[tab[keep - 1]] > 1;
+    if (cow) {
+        int32_t freed = 0;
+        for (int32_t i = keep; i < kv->n_held[seq]; i++)
+            freed += kv->ref[tab[i]] == 1;
+        if (kv->n_free + freed == 0)
+            return anneal_err_set(err, ANNEAL_ERR_LIMIT,
+                                  "cannot truncate sequence %d to %d positions: its last block "
+                                  "is shared and no block is free for a private copy",
+                                  (int)seq, (int)n_pos);
+    }
+    release(kv, seq, keep);
+    if (cow) {
+        int32_t b = take_block(kv);
+        copy_block(kv, b, tab[keep - 1], n_pos % kv->block_size);
+        kv->ref[tab[keep - 1]]--;
+        tab[keep - 1] = b;
+    }
     kv->len[seq] = n_pos;
+    return ANNEAL_OK;
+}
+
+anneal_status anneal_kv_seq_share(anneal_kv *kv, int32_t dst, int32_t src, int32_t n_pos,
+                                  anneal_err *err) {
+    if (dst < 0 || dst >= kv->max_seqs || src < 0 || src >= kv->max_seqs || dst == src)
+        return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                              "share: sequences %d and %d must be distinct and in 0..%d", (int)dst,
+                              (int)src, (int)kv->max_seqs - 1);
+    if (kv->len[dst] != 0 || kv->n_held[dst] != 0)
+        return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                              "share: sequence %d is not empty (%d positions)", (int)dst,
+                              (int)kv->len[dst]);
+    if (n_pos < 0 || n_pos > kv->len[src])
+        return anneal_err_set(err, ANNEAL_ERR_RANGE,
+                              "share: %d positions asked of sequence %d, which has %d", (int)n_pos,
+                              (int)src, (int)kv->len[src]);
+    int32_t full = n_pos / kv->block_size, part = n_pos % kv->block_size;
+    if (part && kv->n_free == 0)
+        return anneal_err_set(err, ANNEAL_ERR_LIMIT,
+                              "share: no free block for the partial block of %d positions",
+                              (int)part);
+    const int32_t *ts = &kv->table[(size_t)src * (size_t)kv->max_seq_blocks];
+    int32_t *td = &kv->table[(size_t)dst * (size_t)kv->max_seq_blocks];
+    for (int32_t i = 0; i < full; i++) {
+        td[i] = ts[i];
+        kv->ref[ts[i]]++;
+    }
+    if (part) {
+        td[full] = take_block(kv);
+        copy_block(kv, td[full], ts[full], part);
+    }
+    kv->n_held[dst] = full + (part ? 1 : 0);
+    kv->len[dst] = n_pos;
     return ANNEAL_OK;
 }
 
@@ -131,6 +207,6 @@ void kv_grow(anneal_kv *kv, int32_t seq, int32_t new_len) {
     int32_t *tab = &kv->table[(size_t)seq * (size_t)kv->max_seq_blocks];
     int32_t want = (int32_t)(((int64_t)new_len + kv->block_size - 1) / kv->block_size);
     while (kv->n_held[seq] < want)
-        tab[kv->n_held[seq]++] = kv->free_list[--kv->n_free];
+        tab[kv->n_held[seq]++] = take_block(kv);
     kv->len[seq] = new_len;
 }

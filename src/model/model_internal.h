@@ -44,6 +44,8 @@ struct anneal_kv {
     uint8_t *k, *v;     // [n_layer][n_blocks][block_size][kv_dim]
     int32_t *free_list; // stack of free physical blocks, n_free of them
     int32_t n_free;
+    int32_t *ref;       // [n_blocks] sequences whose table holds the block (0 = free);
+                        // a shared block is always full, so no forward writes into it
     int32_t *table;   // [max_seqs][max_seq_blocks] logical -> physical block
     int32_t *len;     // [max_seqs] positions stored
     int32_t *n_held;  // [max_seqs] blocks held
