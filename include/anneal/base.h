@@ -224,6 +224,11 @@ size_t anneal_utf8_encode(uint32_t cp, char out[4]);
 // names `what` (a file name or "request body") with line, column and byte position.
 // Returns a jansson json_t* (as void* to keep jansson out of this header); json_decref it.
 void *anneal_json_parse(const char *text, size_t len, const char *what, anneal_err *err);
+// Parses a TOML 1.0 document into the jansson object the equivalent JSON would give (strict:
+// duplicate keys, redefined tables, invalid UTF-8, control characters and bare CR are errors;
+// dates/times, inf and nan are rejected as not representable). Errors read
+// "WHAT:LINE:COL: message". Caps: 16 MiB of input, nesting depth 64. json_decref the result.
+void *anneal_toml_parse(const char *text, size_t len, const char *what, anneal_err *err);
 // Writes `s` (len bytes) as a JSON string literal, quotes included, into a FILE*.
 // Invalid UTF-8 bytes are written as U+FFFD.
 void anneal_json_write_str(void *file, const char *s, size_t len);

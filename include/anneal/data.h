@@ -687,7 +687,9 @@ anneal_status anneal_data_step_run(const anneal_data_step_options *o,
 
 // A pipeline file (JSON): {"inputs": [paths], "output": dir, "steps": [{"step": "clean",
 // ...that step's config keys...}, ...]}; relative paths are relative to the file's
-// directory (`what` is its path). The output is a dataset directory (step "pipeline")
+// directory (`what` is its path). When `what` ends in ".toml" the text is read as TOML
+// (anneal_toml_parse) into the same structure ([[steps]] tables); otherwise as JSON.
+// The output is a dataset directory (step "pipeline")
 // holding one dataset per step, NN-step/, each reading the documents of the last step
 // before it that wrote documents (audit and shard write none). Every step is checked before
 // any runs; on failure nothing exists at the output.

@@ -14,7 +14,7 @@ static const char *HELP =
     "usage: anneal data <step> [options] INPUT... -o OUTDIR\n"
     "       anneal data pii --text TEXT | anneal data pii -      (redact one string)\n"
     "       anneal data verify DIR [--json]\n"
-    "       anneal data run PIPELINE.json [--replace] [--json]\n"
+    "       anneal data run PIPELINE.json|.toml [--replace] [--json]\n"
     "       anneal data audit --print-lexicon\n"
     "\n"
     "steps:\n"
@@ -234,9 +234,10 @@ static int run_pipeline(int argc, char **argv) {
     bool as_json = false, replace = false, quiet = false;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
-            fputs("usage: anneal data run PIPELINE.json [--replace] [--json] [-q]\n"
+            fputs("usage: anneal data run PIPELINE.json|PIPELINE.toml [--replace] [--json] [-q]\n"
                   "Runs the steps a pipeline file lists, each on the output of the one before;\n"
-                  "docs/data.md (\"Pipelines\") describes the file.\n",
+                  "a .toml file is read as TOML, any other as JSON. docs/data.md (\"Pipelines\")\n"
+                  "describes the file.\n",
                   stdout);
             return CLI_OK;
         } else if (strcmp(argv[i], "--json") == 0) {

@@ -832,7 +832,11 @@ anneal_status anneal_data_pipeline_run(const char *json, size_t len, const char 
                                        anneal_data_pipeline_result *res, anneal_err *err) {
     *res = (anneal_data_pipeline_result){0};
     if (!what) what = "pipeline";
-    json_t *root = anneal_json_parse(json, len, what, err);
+    // A TOML file becomes the same jansson value a JSON one would, so one path follows.
+    size_t wl = strlen(what);
+    bool toml = wl >= 5 && strcmp(what + wl - 5, ".toml") == 0;
+    json_t *root = toml ? anneal_toml_parse(json, len, what, err)
+                        : anneal_json_parse(json, len, what, err);
     if (!root) return err ? err->status : ANNEAL_ERR_FORMAT;
     anneal_status st = ANNEAL_OK;
     char **inputs = NULL;

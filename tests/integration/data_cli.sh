@@ -125,6 +125,45 @@ printf '{"inputs": ["raw"], "output": "o3", "steps": [{"step": "clean", "frob": 
 expect 1 "$BIN" data run bad2.json
 has err "steps\[0\]: unknown key 'frob'"
 
+# The same pipeline as TOML gives the same documents at every step.
+cat >pipe.toml <<'TOML'
+inputs = ["raw"]
+output = "pout-toml"
+
+[[steps]]
+step = "clean"
+reader = { unit = "paragraph" }
+[steps.quality]
+gopher_min_words = false
+fineweb_char_dup = false
+c4_min_sentences = false
+
+[[steps]]
+step = "pii"
+
+[[steps]]
+step = "dedup"
+dedup.bands = 20
+dedup.rows = 5
+
+[[steps]]
+step = "audit"
+
+[[steps]]
+step = "shard"
+tokenizer = "tok.gguf"
+TOML
+expect 3 "$BIN" data run pipe.toml
+for d in 01-clean 02-pii 03-dedup; do
+    diff -r "pout/$d/docs" "pout-toml/$d/docs" >/dev/null || fail "pipeline: TOML $d docs differ from JSON"
+done
+diff -r pout/05-shard/shards pout-toml/05-shard/shards >/dev/null || fail "pipeline: TOML shards differ"
+expect 0 "$BIN" data verify pout-toml
+printf 'inputs = ["raw"]\noutput = "o4"\n[[steps]]\nstep = "clean"\nstep = "pii"\n' >dup.toml
+expect 1 "$BIN" data run dup.toml
+has err "dup.toml:5:1: duplicate key 'step'"
+[ -e o4 ] && fail "a failed TOML pipeline left o4"
+
 # Bad configs name the key.
 printf '{"quality": {"gopher_min_words": "many"}}' >q.json
 expect 1 "$BIN" data clean ing --config q.json -o q
