@@ -94,7 +94,9 @@ healthy "after a deadline"
 stop_server
 
 # ---- SIGTERM drains: the running stream completes, new connections are refused, exit 0
-start_server
+# (a drain timeout far above the stream's length, so a slow sanitizer build on a busy
+# machine still finishes it)
+start_server --drain-timeout 600
 curl -s -N -m 120 "$URL/v1/completions" -o "$TMP/drain" \
     -d '{"prompt":"drain","max_tokens":200,"temperature":0,"ignore_eos":true,"stream":true}' &
 cpid=$!
