@@ -22,12 +22,12 @@ PACKAGES=(
   jq             # the server's integration tests read JSON answers
   prometheus     # promtool: the tests check /metrics with promtool check metrics
   curl           # the server's integration tests are HTTP clients
+  python3        # the LoRA test writes its adapter with an independent GGUF writer
   clang          # libFuzzer fuzz targets (make fuzz)
   libclang-rt-14-dev # clang's sanitizer and fuzzer runtimes
 )
 BENCH_PACKAGES=(
   libsentencepiece-dev # the reference SentencePiece library, for the tokenizer benchmark
-  python3              # writes the SentencePiece model file for the benchmark
   g++                  # builds the SentencePiece reference program (C++)
 )
 

@@ -55,6 +55,31 @@ const anneal_gguf *anneal_model_gguf(const anneal_model *m);
 // Bytes of weights one decode step reads (every matrix once, plus one embedding row).
 uint64_t anneal_model_bytes_per_token(const anneal_model *m);
 
+// ---- LoRA adapters (docs/training.md "LoRA") -------------------------------------------
+// Applies a GGUF LoRA adapter (llama.cpp's layout: general.type = adapter, adapter.type =
+// lora, adapter.lora.alpha, tensors "<base tensor>.lora_a" with dims [n_in, r] and
+// ".lora_b" with dims [r, n_out]) by merging W' = W + s * B.A into private copies of the
+// targeted weights; s = scale * alpha / r (scale alone when alpha is 0). The mapped file
+// is never written. Targets: the layer matrices attn_q/k/v/output, ffn_gate/up/down and an
+// untied output.weight. Quantized weights are dequantized, summed and requantized to their
+// own type row by row (approximate: the sum is rounded to that type). The whole adapter is
+// checked first (general.type, adapter.type, architecture, alpha, pairs, names, shapes,
+// types; messages name the file and tensor): on failure the model is unchanged. Several
+// adapters stack. Call before any ctx is made and while no other thread uses m.
+anneal_status anneal_model_apply_lora(anneal_model *m, const char *path, float scale,
+                                      anneal_err *err);
+// Applies a list "FILE[:SCALE],FILE[:SCALE]..." in order (SCALE defaults to 1; the text
+// after a file's last ':' is its scale when it is a number).
+anneal_status anneal_model_apply_lora_list(anneal_model *m, const char *list, anneal_err *err);
+// Adapters applied so far (0 after a plain load).
+int32_t anneal_model_lora_count(const anneal_model *m);
+struct anneal_lineage;
+// Writes the model as GGUF: every key/value and tensor of the file it was loaded from, in
+// order, with the weights as they are now (merged adapters included); when lin is given its
+// anneal.lineage.* keys replace the copied ones (anneal_lineage_set).
+anneal_status anneal_model_write(const anneal_model *m, const char *path,
+                                 const struct anneal_lineage *lin, anneal_err *err);
+
 // ---- paged KV cache -----------------------------------------------------------------
 // K and V for every layer live in fixed-size blocks of block_size positions taken from
 // one pool; each sequence has a block table (logical block -> physical block). Blocks

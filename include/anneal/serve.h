@@ -42,6 +42,7 @@ typedef struct anneal_serve_config {
     double drain_timeout; // seconds SIGTERM waits for in-flight work (default 30)
     char *chat_template;  // template name overriding the model's (default: detect)
     char *access_log;     // JSON access log: "-" = stderr (default), "off", or a file path
+    char *lora;           // LoRA adapters merged at load: "FILE[:SCALE],..." (default none)
 } anneal_serve_config;
 
 void anneal_serve_config_default(anneal_serve_config *c);

@@ -15,7 +15,10 @@ static const cli_command COMMANDS[] = {
     {"generate", "continue a prompt with a model, streaming the text", cmd_generate},
     {"perplexity", "perplexity and bits per byte of a text (llama.cpp's method)", cmd_perplexity},
     {"bench", "prefill and decode speed of a model", cmd_bench},
+    {"train", "train a llama model in F32 (AdamW, checkpoints, resume)", cmd_train},
+    {"distill", "distill a teacher model into a student (KL + cross-entropy)", cmd_distill},
     {"serve", "OpenAI-compatible HTTP server with continuous batching", cmd_serve},
+    {"lora", "merge a GGUF LoRA adapter into a model (lora merge)", cmd_lora},
 };
 static const size_t N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 

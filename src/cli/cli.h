@@ -27,7 +27,23 @@ int cmd_quantize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_lora(int argc, char **argv);
+
+// --lora FILE[:scale] (repeatable) for the commands that load a model (lora.c).
+#define CLI_LORA_MAX 16
+typedef struct cli_lora_list {
+    char path[CLI_LORA_MAX][1024];
+    float scale[CLI_LORA_MAX]; // 1 when not given
+    int n;
+} cli_lora_list;
+// Adds one FILE[:scale]; false when malformed or the list is full.
+bool cli_lora_add(cli_lora_list *l, const char *arg);
+// Applies the adapters in order (anneal_model_apply_lora).
+struct anneal_model;
+anneal_status cli_lora_apply(struct anneal_model *m, const cli_lora_list *l, anneal_err *err);
 
 // True when argv[i] is -h or --help.
 bool cli_is_help(const char *arg);

@@ -18,6 +18,8 @@ static const char *HELP =
     "to stderr.\n"
     "\n"
     "  -m, --model FILE         GGUF model (required)\n"
+    "  --lora FILE[:S]          merge a GGUF LoRA adapter at load, scale S (default 1);\n"
+    "                           repeatable (docs/training.md \"LoRA\")\n"
     "  -p, --prompt TEXT        the prompt (required; -f FILE reads it from a file)\n"
     "  -f, --file FILE          read the prompt from FILE\n"
     "  -n, --n-predict N        tokens to generate at most (default 128)\n"
@@ -47,6 +49,7 @@ typedef struct gen_opts {
     const char *model, *prompt, *prompt_file;
     long n_predict, n_ctx, threads, n_logprobs;
     anneal_sampler_params sp;
+    cli_lora_list lora;
     bool seed_set, no_bos, ignore_eos, kv_f32;
     const char *stops[MAX_STOPS];
     size_t n_stops;
@@ -77,6 +80,7 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = v;
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = v;
+        else if (!strcmp(a, "--lora")) ok = cli_lora_add(&o->lora, v);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) ok = cli_parse_long(v, 0, 1 << 24, &o->n_predict);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) ok = cli_parse_long(v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_long(v, 1, 1024, &o->threads);
@@ -169,7 +173,8 @@ static void print_logprobs(const anneal_tokenizer *tok, const anneal_sample *s, 
 
 static int run(const gen_opts *o, gen_run *r) {
     anneal_err e = {0};
-    if (anneal_model_load(o->model, &r->model, &e) || anneal_tokenizer_load(anneal_model_gguf(r->model), &r->tok, &e))
+    if (anneal_model_load(o->model, &r->model, &e) || cli_lora_apply(r->model, &o->lora, &e) ||
+        anneal_tokenizer_load(anneal_model_gguf(r->model), &r->tok, &e))
         return cli_fail("generate", &e);
     const anneal_model_config *cfg = anneal_model_config_of(r->model);
     const anneal_tokenizer *tok = r->tok;

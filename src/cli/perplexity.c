@@ -6,7 +6,7 @@
 #include <string.h>
 
 static const char *HELP =
-    "usage: anneal perplexity -m MODEL -f TEXT [--ctx N] [-t N] [--chunks N] [--json]\n"
+    "usage: anneal perplexity -m MODEL -f TEXT [--ctx N] [-t N] [--chunks N] [--lora F[:S]] [--json]\n"
     "Perplexity of MODEL on the text in TEXT, computed as llama.cpp's perplexity tool does:\n"
     "the text is tokenized once with BOS; it is cut into chunks of N tokens, each chunk's\n"
     "first token replaced by BOS; each chunk is evaluated on its own and only the second\n"
@@ -15,6 +15,7 @@ static const char *HELP =
     "\n"
     "  -m, --model FILE   GGUF model (required)\n"
     "  -f, --file FILE    the text (required)\n"
+    "  --lora FILE[:S]    merge a GGUF LoRA adapter at load, scale S (default 1); repeatable\n"
     "  -c, --ctx N        chunk length in tokens (default 512)\n"
     "  --chunks N         score only the first N chunks (default: all)\n"
     "  -t, --threads N    worker threads (default: ANNEAL_THREADS or all CPUs)\n"
@@ -33,6 +34,7 @@ int cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
     long n_ctx = 512, chunks = 0, threads = 0;
     bool json = false;
+    static cli_lora_list lora;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (cli_is_help(a)) {
@@ -46,6 +48,7 @@ int cmd_perplexity(int argc, char **argv) {
         bool ok;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) ok = (model = v) != NULL;
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) ok = (file = v) != NULL;
+        else if (!strcmp(a, "--lora")) ok = cli_lora_add(&lora, v);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) ok = cli_parse_long(v, 4, 1 << 20, &n_ctx);
         else if (!strcmp(a, "--chunks")) ok = cli_parse_long(v, 1, 1L << 30, &chunks);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_long(v, 1, 1024, &threads);
@@ -63,6 +66,7 @@ int cmd_perplexity(int argc, char **argv) {
     anneal_model *m = NULL;
     anneal_tokenizer *tok = NULL;
     if (anneal_read_file(file, (size_t)1 << 31, &text, &len, &e) || anneal_model_load(model, &m, &e) ||
+        cli_lora_apply(m, &lora, &e) ||
         anneal_tokenizer_load(anneal_model_gguf(m), &tok, &e)) {
         anneal_free(text);
         anneal_model_free(m);

@@ -51,7 +51,7 @@ int cmd_serve(int argc, char **argv) {
     anneal_serve_config cfg;
     anneal_serve_config_default(&cfg);
     anneal_err e = {0};
-    int rc = CLI_OK;
+    int rc = CLI_OK, lora_flags = 0;
     if ((config && anneal_serve_config_load(&cfg, config, &e)) || anneal_serve_config_env(&cfg, &e)) {
         rc = cli_usage_error("serve", "%s", anneal_err_msg(&e));
         goto out;
@@ -81,7 +81,16 @@ int cmd_serve(int argc, char **argv) {
             }
             value = argv[++i];
         }
-        if (anneal_serve_config_set(&cfg, name, value, NULL, &e)) {
+        // Repeated --lora flags add to the list (a file or environment value is replaced).
+        char *joined = NULL;
+        if (!strcmp(name, "lora") && lora_flags++ && cfg.lora) {
+            size_t n = strlen(cfg.lora) + strlen(value) + 2;
+            if ((joined = anneal_malloc(n))) snprintf(joined, n, "%s,%s", cfg.lora, value);
+            value = joined ? joined : value;
+        }
+        anneal_status set = anneal_serve_config_set(&cfg, name, value, NULL, &e);
+        anneal_free(joined);
+        if (set) {
             rc = cli_usage_error("serve", "%s", anneal_err_msg(&e));
             goto out;
         }

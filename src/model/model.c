@@ -320,6 +320,7 @@ anneal_status anneal_model_load(const char *path, anneal_model **out, anneal_err
 
 void anneal_model_free(anneal_model *m) {
     if (!m) return;
+    model_lora_free(m);
     anneal_free(m->layers);
     anneal_free(m->rope_inv_freq);
     anneal_gguf_close(m->g);

@@ -24,6 +24,12 @@ typedef struct model_layer {
     model_weight w_down;       // [n_ff] -> [n_embd]
 } model_layer;
 
+// A weight replaced by a private, LoRA-merged copy (lora.c); data is anneal_aligned_alloc'd.
+typedef struct model_lora_buf {
+    const anneal_gguf_tensor *t;
+    void *data;
+} model_lora_buf;
+
 struct anneal_model {
     anneal_gguf *g;
     anneal_model_config cfg;
@@ -33,7 +39,12 @@ struct anneal_model {
     model_layer *layers;   // [n_layer]
     double *rope_inv_freq; // [n_rot/2] radians per position for pair i, scaling applied
     uint64_t bytes_per_token;
+    model_lora_buf *lora_bufs; // [n_lora_bufs] merged weights, freed with the model
+    int32_t n_lora_bufs, n_lora; // n_lora: adapters applied
 };
+
+// Frees the merged copies (lora.c).
+void model_lora_free(anneal_model *m);
 
 // The paged cache. Per layer, K and V each hold n_blocks blocks of block_size rows of
 // kv_dim elements: row (layer, block, slot) at ((layer*n_blocks + block)*block_size + slot).

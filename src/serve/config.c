@@ -46,6 +46,7 @@ static const opt OPTS[] = {
     {"drain-timeout", OPT_DBL, O(drain_timeout), 0, 1e6, "SECONDS", "SIGTERM waits this long for in-flight work (default 30)"},
     {"chat-template", OPT_STR, O(chat_template), 0, 0, "NAME", "chat template (default: from the model, else chatml)"},
     {"access-log", OPT_STR, O(access_log), 0, 0, "PATH", "JSON access log: - = stderr (default), off, or a file"},
+    {"lora", OPT_STR, O(lora), 0, 0, "FILE[:S],...", "GGUF LoRA adapters merged at load, scale S (default 1); repeatable flag"},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 

@@ -548,6 +548,7 @@ anneal_status anneal_serve_start(const anneal_serve_config *cfg, anneal_server *
     pthread_mutex_init(&s->alog_mu, NULL);
     s->started = (uint64_t)time(NULL);
     anneal_status st = anneal_model_load(cfg->model, &s->model, err);
+    if (!st && cfg->lora && *cfg->lora) st = anneal_model_apply_lora_list(s->model, cfg->lora, err);
     if (!st) st = anneal_tokenizer_load(anneal_model_gguf(s->model), &s->tok, err);
     if (st) goto fail;
     const anneal_model_config *mc = anneal_model_config_of(s->model);
