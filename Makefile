@@ -18,8 +18,11 @@ $(BUILD)/CMakeCache.txt:
 build: setup $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The main job: serve the bundled model (models/default.gguf) on the OpenAI API.
+PORT ?= 8080
 run: build
-	$(BUILD)/anneal info
+	@echo "serving models/default.gguf on http://127.0.0.1:$(PORT) (try: curl -s localhost:$(PORT)/v1/completions -d '{\"prompt\":\"ROMEO:\",\"max_tokens\":64}')"
+	$(BUILD)/anneal serve -m models/default.gguf --port $(PORT) --alias default
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
