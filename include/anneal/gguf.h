@@ -146,6 +146,10 @@ anneal_status anneal_gguf_writer_set_str(anneal_gguf_writer *w, const char *key,
 // Any value, deep-copied (used to copy key/values from an open file).
 anneal_status anneal_gguf_writer_set_value(anneal_gguf_writer *w, const char *key,
                                            const anneal_gguf_value *v);
+// Copies every key/value of g whose key starts with prefix ("tokenizer." to give a new model
+// a vocabulary), deep-copied, in g's order. Keys with a NUL byte are skipped.
+anneal_status anneal_gguf_writer_copy_prefix(anneal_gguf_writer *w, const anneal_gguf *g,
+                                             const char *prefix);
 // ANNEAL_ERR_NOT_FOUND (not recorded in the writer) when the key is absent.
 anneal_status anneal_gguf_writer_remove(anneal_gguf_writer *w, const char *key);
 // Adds a tensor (dims innermost first, n_dims 0..4). nbytes must match the type's size for

@@ -370,17 +370,7 @@ int cmd_init(int argc, char **argv) {
     anneal_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
     anneal_gguf_writer_set_u32(w, "general.file_type", o.type->file_type);
     anneal_gguf_writer_set_u32(w, "general.quantization_version", 2);
-    for (uint64_t i = 0; i < anneal_gguf_n_kv(vocab); i++) {
-        const anneal_gguf_kv *kv = anneal_gguf_kv_at(vocab, i);
-        char key[256];
-        if (kv->key.len < 10 || kv->key.len >= sizeof key ||
-            memcmp(kv->key.ptr, "tokenizer.", 10) != 0 ||
-            memchr(kv->key.ptr, '\0', (size_t)kv->key.len))
-            continue;
-        memcpy(key, kv->key.ptr, (size_t)kv->key.len);
-        key[kv->key.len] = '\0';
-        anneal_gguf_writer_set_value(w, key, &kv->value);
-    }
+    anneal_gguf_writer_copy_prefix(w, vocab, "tokenizer.");
 
     config = config_json(&o, n_vocab);
     command = anneal_lineage_command(argc, argv);

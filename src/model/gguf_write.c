@@ -243,6 +243,20 @@ anneal_status anneal_gguf_writer_set_value(anneal_gguf_writer *w, const char *ke
     return set_value(w, key, key ? strlen(key) : 0, v);
 }
 
+anneal_status anneal_gguf_writer_copy_prefix(anneal_gguf_writer *w, const anneal_gguf *g,
+                                             const char *prefix) {
+    size_t pl = strlen(prefix);
+    for (uint64_t i = 0; i < anneal_gguf_n_kv(g); i++) {
+        const anneal_gguf_kv *kv = anneal_gguf_kv_at(g, i);
+        if (kv->key.len < pl || memcmp(kv->key.ptr, prefix, pl) != 0 ||
+            memchr(kv->key.ptr, '\0', (size_t)kv->key.len))
+            continue;
+        anneal_status st = set_value(w, kv->key.ptr, (size_t)kv->key.len, &kv->value);
+        if (st) return st;
+    }
+    return ANNEAL_OK;
+}
+
 static anneal_status set_scalar(anneal_gguf_writer *w, const char *key, anneal_gguf_value v) {
     return set_value(w, key, key ? strlen(key) : 0, &v);
 }

@@ -216,19 +216,7 @@ anneal_status anneal_train_model_save(const anneal_train_model *tm, const char *
     anneal_gguf_writer_set_u32(w, KEY("vocab_size"), (uint32_t)c->n_vocab);
 #undef KEY
     anneal_gguf_writer_set_u32(w, "general.file_type", 0); // all F32
-    if (vocab) {
-        for (uint64_t i = 0; i < anneal_gguf_n_kv(vocab); i++) {
-            const anneal_gguf_kv *kv = anneal_gguf_kv_at(vocab, i);
-            char key[256];
-            if (kv->key.len < 10 || kv->key.len >= sizeof key ||
-                memcmp(kv->key.ptr, "tokenizer.", 10) != 0 ||
-                memchr(kv->key.ptr, '\0', (size_t)kv->key.len))
-                continue;
-            memcpy(key, kv->key.ptr, (size_t)kv->key.len);
-            key[kv->key.len] = '\0';
-            anneal_gguf_writer_set_value(w, key, &kv->value);
-        }
-    }
+    if (vocab) anneal_gguf_writer_copy_prefix(w, vocab, "tokenizer.");
     anneal_status st = ANNEAL_OK;
     if (keys) st = keys(keys_ctx, w, err);
     if (!st && lin) st = anneal_lineage_set(w, lin, err);
