@@ -1,9 +1,16 @@
 // Load generator for an OpenAI-compatible server (anneal serve, llama-server, vLLM): N
-// concurrent clients each send streaming completion requests; reports aggregate generated
-// tokens per second and p50/p99 of time to first token and inter-token latency.
+// concurrent clients each send streaming completion requests back to back; reports
+// aggregate generated tokens per second (all generated tokens / wall time of the whole
+// run) and p50/p99 of time to first token (request start to the first event with text)
+// and inter-token latency (between consecutive events with text).
 //
 //   bench_serve --port 8080 -c 32 -n 4 --max-tokens 128 [--host 127.0.0.1] [--chat]
-//               [--prompt TEXT] [--api-key KEY] [--json]
+//               [--prompt TEXT] [--same-prompt] [--api-key KEY] [--json]
+//
+// Every request's prompt is "Request C.I: " (client C, its request I) followed by the
+// prompt text, so each request has to be prefilled (a server's prefix cache reuses only
+// the chat template's first tokens) while the run stays the same from one server to the
+// next; --same-prompt sends the text alone.
 #include "anneal/base.h"
 
 #include <arpa/inet.h>
@@ -20,8 +27,15 @@
 typedef struct opts {
     const char *host, *prompt, *key;
     int port, clients, requests, max_tokens;
-    bool chat, json;
+    bool chat, json, same;
 } opts;
+
+// About 100 Llama tokens of ordinary prose: the default prompt text.
+static const char *default_prompt =
+    "You are helping a small bakery plan its week. On Monday they bake bread and rolls, on Tuesday "
+    "cakes for two birthday orders, and on Wednesday they close early for a delivery of flour. The "
+    "owner wants a short list of what to prepare each evening, which ovens to use, and how many "
+    "people should come in on Thursday morning. Write the plan as a few clear sentences.";
 
 typedef struct lat {
     double *v;
@@ -41,6 +55,7 @@ static void lat_add(lat *l, double x) {
 
 typedef struct client {
     const opts *o;
+    int id;
     lat ttft, itl;
     long tokens, errors, done;
     pthread_t th;
@@ -94,8 +109,9 @@ static bool dechunk_feed(dechunk *d, const char *p, size_t n, char *out, size_t 
 }
 
 // One streaming request; records latencies. Returns generated tokens, -1 on error.
-static long one_request(client *cl) {
+static long one_request(client *cl, int idx) {
     const opts *o = cl->o;
+    uint64_t t0 = anneal_time_ns(), last = 0;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
     if (fd < 0 || inet_pton(AF_INET, o->host, &a.sin_addr) != 1 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
@@ -104,24 +120,24 @@ static long one_request(client *cl) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    char body[4096], reqbuf[8192];
+    char body[4096], reqbuf[8192], tag[64] = "";
+    if (!o->same) snprintf(tag, sizeof tag, "Request %d.%d: ", cl->id, idx);
     if (o->chat)
         snprintf(body, sizeof body,
-                 "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":%d,\"ignore_eos\":true,"
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"%s%s\"}],\"max_tokens\":%d,\"ignore_eos\":true,"
                  "\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
-                 o->prompt, o->max_tokens);
+                 tag, o->prompt, o->max_tokens);
     else
         snprintf(body, sizeof body,
-                 "{\"prompt\":\"%s\",\"max_tokens\":%d,\"ignore_eos\":true,\"stream\":true,"
+                 "{\"prompt\":\"%s%s\",\"max_tokens\":%d,\"ignore_eos\":true,\"stream\":true,"
                  "\"stream_options\":{\"include_usage\":true}}",
-                 o->prompt, o->max_tokens);
+                 tag, o->prompt, o->max_tokens);
     char auth[512] = "";
     if (o->key) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", o->key);
     int n = snprintf(reqbuf, sizeof reqbuf,
                      "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s",
                      o->chat ? "/v1/chat/completions" : "/v1/completions", o->host, auth, strlen(body), body);
-    uint64_t t0 = anneal_time_ns(), last = 0;
     if (write(fd, reqbuf, (size_t)n) != n) {
         close(fd);
         return -1;
@@ -130,7 +146,7 @@ static long one_request(client *cl) {
     char *sse = malloc(cap), buf[16384], hdr[4096];
     size_t hdr_n = 0;
     bool in_body = false, chunked = false, ok = true;
-    long tokens = -1;
+    long tokens = -1, events = 0;
     dechunk d = {0};
     for (;;) {
         ssize_t r = read(fd, buf, sizeof buf);
@@ -171,6 +187,7 @@ static long one_request(client *cl) {
             const char *u = strstr(ev, "\"completion_tokens\":");
             if (u) tokens = strtol(u + 20, NULL, 10);
             if (text) {
+                events++;
                 if (!last) lat_add(&cl->ttft, (double)(now - t0) / 1e9);
                 else lat_add(&cl->itl, (double)(now - last) / 1e9);
                 last = now;
@@ -180,13 +197,16 @@ static long one_request(client *cl) {
     }
     close(fd);
     free(sse);
+    // A server that sends no usage chunk: count the events with text (one token each
+    // unless it holds back incomplete UTF-8).
+    if (tokens < 0 && events > 0) tokens = events;
     return ok ? tokens : -1;
 }
 
 static void *client_main(void *arg) {
     client *cl = arg;
     for (int i = 0; i < cl->o->requests; i++) {
-        long t = one_request(cl);
+        long t = one_request(cl, i);
         if (t < 0) cl->errors++;
         else {
             cl->tokens += t;
@@ -197,12 +217,13 @@ static void *client_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {.host = "127.0.0.1", .prompt = "Once upon a time", .port = 8080, .clients = 8, .requests = 4,
+    opts o = {.host = "127.0.0.1", .prompt = default_prompt, .port = 8080, .clients = 8, .requests = 4,
               .max_tokens = 128};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--chat")) o.chat = true;
         else if (!strcmp(a, "--json")) o.json = true;
+        else if (!strcmp(a, "--same-prompt")) o.same = true;
         else if (v && !strcmp(a, "--host")) o.host = argv[++i];
         else if (v && !strcmp(a, "--port")) o.port = atoi(argv[++i]);
         else if (v && !strcmp(a, "-c")) o.clients = atoi(argv[++i]);
@@ -212,7 +233,7 @@ int main(int argc, char **argv) {
         else if (v && !strcmp(a, "--api-key")) o.key = argv[++i];
         else {
             fprintf(stderr, "usage: bench_serve [--host H] [--port P] [-c CLIENTS] [-n REQUESTS_EACH] "
-                            "[--max-tokens N] [--prompt TEXT] [--api-key KEY] [--chat] [--json]\n");
+                            "[--max-tokens N] [--prompt TEXT] [--same-prompt] [--api-key KEY] [--chat] [--json]\n");
             return 2;
         }
     }
@@ -224,6 +245,7 @@ int main(int argc, char **argv) {
     uint64_t t0 = anneal_time_ns();
     for (int i = 0; i < o.clients; i++) {
         cl[i].o = &o;
+        cl[i].id = i;
         pthread_create(&cl[i].th, NULL, client_main, &cl[i]);
     }
     lat ttft = {0}, itl = {0};
