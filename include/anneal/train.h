@@ -183,6 +183,10 @@ typedef struct anneal_trainer_opts {
     // tests end the process there to prove the previous checkpoint stays the last good one.
     void (*between_ckpt_files)(void *ctx, int64_t step);
     bool quiet; // no progress output
+    // LoRA (NULL: full training): adapters over the base (init_from, frozen) are trained
+    // alone; checkpoints hold the frozen base as model.gguf plus adapter.gguf (llama.cpp's
+    // adapter layout) and adapter.bin (adapters and their AdamW moments), see docs/training.md.
+    const struct anneal_lora_params *lora;
 } anneal_trainer_opts;
 
 typedef struct anneal_trainer_result {
@@ -322,6 +326,17 @@ void anneal_lora_train_adamw(anneal_lora_train *lt, const anneal_adamw_params *p
 // Number of adapter parameters (all A and B), and the arrays holding them and their
 // gradients: per target in layer order, A [r][n_in] then B [n_out][r].
 size_t anneal_lora_train_n_params(const anneal_lora_train *lt);
+// The adapters' whole training state (the trainer clips grads and checkpoints the rest):
+// params, grads and AdamW's moments m, v ([n] floats each) and its update count.
+typedef struct anneal_lora_state {
+    float *params, *grads, *m, *v;
+    int64_t *step;
+    size_t n;
+} anneal_lora_state;
+anneal_lora_state anneal_lora_train_state(anneal_lora_train *lt);
+// Writes the base weights W0 back into each target of tm (checkpoints save the frozen base;
+// anneal_lora_train_compose restores W afterwards).
+void anneal_lora_train_base(anneal_lora_train *lt);
 float *anneal_lora_train_params(anneal_lora_train *lt);
 const float *anneal_lora_train_grad(const anneal_lora_train *lt);
 // Writes the adapter GGUF (F32 lora_a [n_in, r] and lora_b [r, n_out] per target, keys

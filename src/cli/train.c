@@ -56,6 +56,11 @@ static const char *HELP =
     "  --clip X             clip the gradient's global L2 norm to X; 0 = off (1.0)\n"
     "  --seed S             data sampling (and --init weights) seed (1)\n"
     "  --threads N          worker threads (ANNEAL_THREADS or all CPUs)\n"
+    "LoRA (needs --init-from; the base stays frozen, only adapters train):\n"
+    "  --lora-rank R        train rank-R adapters; checkpoints add adapter.gguf (llama.cpp's\n"
+    "                       layout: `anneal generate --lora`, `anneal lora merge`)\n"
+    "  --lora-alpha A       adapter scale alpha / rank (alpha = rank)\n"
+    "  --lora-targets LIST  matrices adapted: any of q,k,v,o,gate,up,down (q,v)\n"
     "output:\n"
     "  --val-every N        validation loss and perplexity every N steps; 0 = off (100)\n"
     "  --val-batches N      batches per validation (8)\n"
@@ -74,12 +79,13 @@ static const char *HELP =
 #define MAX_FILES 256
 
 typedef struct train_cli {
-    const char *out, *init, *vocab, *init_from, *config;
+    const char *out, *init, *vocab, *init_from, *config, *lora_targets;
     const char *data[MAX_FILES], *shards[MAX_FILES], *val_shards[MAX_FILES];
     int n_data, n_shards, n_val_shards;
     bool resume, quiet, json;
     long steps, seq, batch, accum, warmup, threads, val_every, val_batches, ckpt_every, keep,
-        log_every, crash_at;
+        log_every, crash_at, lora_rank;
+    double lora_alpha;
     double lr, min_lr, wd, beta1, beta2, eps, clip, val_frac;
     unsigned long long seed;
     json_t *cfg_json; // keeps config-file strings alive
@@ -111,7 +117,8 @@ static int set_opt(train_cli *o, const char *name, const char *v) {
                 {"ckpt-every", &o->ckpt_every, 0, 1L << 40},
                 {"keep", &o->keep, 1, 1000},
                 {"log-every", &o->log_every, 0, 1L << 40},
-                {"crash-at-ckpt", &o->crash_at, 0, 1L << 40}};
+                {"crash-at-ckpt", &o->crash_at, 0, 1L << 40},
+                {"lora-rank", &o->lora_rank, 1, 65536}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (strcmp(name, ints[i].name) == 0) {
             if (!cli_parse_long(v, ints[i].lo, ints[i].hi, ints[i].p))
@@ -122,10 +129,15 @@ static int set_opt(train_cli *o, const char *name, const char *v) {
     struct {
         const char *name;
         double *p, lo, hi;
-    } dbl[] = {{"lr", &o->lr, 1e-12, 10},         {"min-lr", &o->min_lr, 0, 10},
-               {"weight-decay", &o->wd, 0, 10},   {"beta1", &o->beta1, 0, 0.999999},
-               {"beta2", &o->beta2, 0, 0.999999}, {"eps", &o->eps, 1e-30, 1},
-               {"clip", &o->clip, 0, 1e9},        {"val-frac", &o->val_frac, 0, 0.9}};
+    } dbl[] = {{"lr", &o->lr, 1e-12, 10},
+               {"min-lr", &o->min_lr, 0, 10},
+               {"weight-decay", &o->wd, 0, 10},
+               {"beta1", &o->beta1, 0, 0.999999},
+               {"beta2", &o->beta2, 0, 0.999999},
+               {"eps", &o->eps, 1e-30, 1},
+               {"clip", &o->clip, 0, 1e9},
+               {"val-frac", &o->val_frac, 0, 0.9},
+               {"lora-alpha", &o->lora_alpha, 1e-6, 1e6}};
     for (size_t i = 0; i < sizeof dbl / sizeof dbl[0]; i++)
         if (strcmp(name, dbl[i].name) == 0) {
             if (!parse_double(v, dbl[i].lo, dbl[i].hi, dbl[i].p))
@@ -141,9 +153,9 @@ static int set_opt(train_cli *o, const char *name, const char *v) {
             return cli_usage_error("train", "--seed '%s' is not an unsigned integer", v ? v : "");
         return CLI_OK;
     }
-    const char **str[] = {&o->out, &o->init, &o->vocab, &o->init_from};
-    const char *str_names[] = {"out", "init", "vocab-from", "init-from"};
-    for (size_t i = 0; i < 4; i++)
+    const char **str[] = {&o->out, &o->init, &o->vocab, &o->init_from, &o->lora_targets};
+    const char *str_names[] = {"out", "init", "vocab-from", "init-from", "lora-targets"};
+    for (size_t i = 0; i < 5; i++)
         if (strcmp(name, str_names[i]) == 0) {
             *str[i] = v;
             return CLI_OK;
@@ -287,6 +299,16 @@ static int parse(int argc, char **argv, train_cli *o) {
     if (o->init && !o->vocab) return cli_usage_error("train", "--init needs --vocab-from");
     if (!o->n_data && !o->n_shards)
         return cli_usage_error("train", "no training data: give --data FILE or --shards PATH");
+    if ((o->lora_alpha > 0 || o->lora_targets) && !o->lora_rank)
+        return cli_usage_error("train", "--lora-alpha and --lora-targets need --lora-rank");
+    if (o->lora_rank && !o->init_from)
+        return cli_usage_error("train", "LoRA needs a base model: --lora-rank needs --init-from");
+    if (o->lora_rank) {
+        uint32_t mask;
+        anneal_err e = {0};
+        if (anneal_lora_targets_parse(o->lora_targets ? o->lora_targets : "q,v", &mask, &e))
+            return cli_usage_error("train", "--lora-targets: %s", anneal_err_msg(&e));
+    }
     if (o->min_lr < 0) o->min_lr = o->lr / 10;
     if (o->warmup < 0) o->warmup = o->steps / 10 < 100 ? o->steps / 10 : 100;
     return CLI_OK;
@@ -539,6 +561,13 @@ static char *config_json(const train_cli *o) {
     snprintf(seed, sizeof seed, "%llu", o->seed);
     json_object_set_new(j, "seed", json_string(seed));
     if (o->init) json_object_set_new(j, "init", json_string(o->init));
+    if (o->lora_rank) {
+        json_object_set_new(j, "lora_rank", json_integer(o->lora_rank));
+        json_object_set_new(j, "lora_alpha",
+                            json_real(o->lora_alpha > 0 ? o->lora_alpha : (double)o->lora_rank));
+        json_object_set_new(j, "lora_targets",
+                            json_string(o->lora_targets ? o->lora_targets : "q,v"));
+    }
     char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(j);
     return s;
@@ -679,6 +708,14 @@ int cli_train_run(int argc, char **argv, const cli_train_plugin *plug) {
         .hook_ctx = &o.crash_at,
         .quiet = o.quiet,
     };
+    anneal_lora_params lora = {.rank = (int32_t)o.lora_rank,
+                               .alpha = (float)(o.lora_alpha > 0 ? o.lora_alpha : o.lora_rank),
+                               .seed = o.seed};
+    if (o.lora_rank) {
+        if (anneal_lora_targets_parse(o.lora_targets ? o.lora_targets : "q,v", &lora.targets, &err))
+            goto out;
+        to.lora = &lora;
+    }
     anneal_trainer_result res;
     if (plug && plug->setup(plug->ctx, model_path, &to, &err)) goto out;
     if (anneal_trainer_run(&to, &res, &err)) goto out;

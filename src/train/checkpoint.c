@@ -115,8 +115,9 @@ static void remove_ckpt(const char *dir, const char *name) {
 // Temporary files of an atomic write a killed run left behind: "<name>.tmp.<pid>" for the
 // files we write, in dir and its checkpoint directories (one level down).
 static bool our_tmp(const char *n) {
-    static const char *const names[] = {"latest.tmp.",     "metrics.jsonl.tmp.", "loss.svg.tmp.",
-                                        "model.gguf.tmp.", "optim.bin.tmp.",     "init.gguf.tmp."};
+    static const char *const names[] = {"latest.tmp.",       "metrics.jsonl.tmp.", "loss.svg.tmp.",
+                                        "model.gguf.tmp.",   "optim.bin.tmp.",     "init.gguf.tmp.",
+                                        "adapter.gguf.tmp.", "adapter.bin.tmp."};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strncmp(n, names[i], strlen(names[i])) == 0) return true;
     return false;

@@ -199,6 +199,15 @@ size_t anneal_lora_train_n_params(const anneal_lora_train *lt) {
     return lt->n_params;
 }
 
+anneal_lora_state anneal_lora_train_state(anneal_lora_train *lt) {
+    return (anneal_lora_state){lt->params, lt->grads, lt->m, lt->v, &lt->step, lt->n_params};
+}
+
+void anneal_lora_train_base(anneal_lora_train *lt) {
+    for (int32_t k = 0; k < lt->n_t; k++)
+        memcpy(lt->t[k].w, lt->t[k].w0, (size_t)lt->t[k].n_in * lt->t[k].n_out * sizeof(float));
+}
+
 float *anneal_lora_train_params(anneal_lora_train *lt) {
     return lt->params;
 }

@@ -37,6 +37,8 @@ typedef struct trainer {
     anneal_train_model *tm;
     anneal_train_ctx *c;
     anneal_adamw *opt;
+    anneal_lora_train *lora; // o->lora: the adapters (tm's weights are then frozen)
+    char lora_keys[2][65];   // hex SHA-256 of adapter.gguf and adapter.bin being saved
     ckpt_state st;
     int32_t *tok, *tgt; // [n_batch * n_seq]
     series train, val;
@@ -268,7 +270,118 @@ static anneal_status extra_keys(void *ctx, anneal_gguf_writer *w, anneal_err *er
     anneal_gguf_writer_set_u64(w, "anneal.train.step", (uint64_t)t->st.step);
     anneal_gguf_writer_set_u64(w, "anneal.train.tokens",
                                t->st.batches * (uint64_t)t->o->n_batch * (uint64_t)t->o->n_seq);
+    if (t->lora) { // the frozen base names its adapter files, so optim.bin's hash covers them
+        anneal_gguf_writer_set_str(w, "anneal.lora.adapter_sha256", t->lora_keys[0]);
+        anneal_gguf_writer_set_str(w, "anneal.lora.state_sha256", t->lora_keys[1]);
+    }
     return ANNEAL_OK;
+}
+
+// ---- LoRA state ---------------------------------------------------------------------------
+// adapter.bin (little-endian): magic[8], u32 version, u32 rank, u32 targets, f32 alpha bits,
+// u64 n, i64 AdamW step, then params, m, v ([n] f32 each), then the SHA-256 of all before.
+#define LORA_MAGIC "ANNLLORA"
+#define LORA_HDR 40
+
+static void lora_header(uint8_t *h, const anneal_lora_params *p, anneal_lora_state ls) {
+    memset(h, 0, LORA_HDR);
+    memcpy(h, LORA_MAGIC, 8);
+    uint32_t alpha, u[4];
+    memcpy(&alpha, &p->alpha, 4);
+    u[0] = 1;
+    u[1] = (uint32_t)p->rank;
+    u[2] = p->targets;
+    u[3] = alpha;
+    uint64_t q[2] = {ls.n, (uint64_t)*ls.step};
+    memcpy(h + 8, u, sizeof u); // checkpoints are little-endian only (ckpt_write checks)
+    memcpy(h + 24, q, sizeof q);
+}
+
+static anneal_status lora_write_state(trainer *t, const char *path, uint8_t sha[32],
+                                      anneal_err *err) {
+    anneal_lora_state ls = anneal_lora_train_state(t->lora);
+    uint8_t h[LORA_HDR];
+    lora_header(h, t->o->lora, ls);
+    anneal_sha256 hs;
+    if (anneal_sha256_init(&hs)) return anneal_err_set(err, ANNEAL_ERR_INTERNAL, "no sha256");
+    anneal_atomic_file f = {0};
+    anneal_status st = anneal_atomic_open(&f, path, err);
+    const float *arr[3] = {ls.params, ls.m, ls.v};
+    if (!st) st = anneal_atomic_write(&f, h, sizeof h, err);
+    anneal_sha256_update(&hs, h, sizeof h);
+    for (int i = 0; i < 3; i++) {
+        if (!st) st = anneal_atomic_write(&f, arr[i], ls.n * sizeof(float), err);
+        anneal_sha256_update(&hs, arr[i], ls.n * sizeof(float));
+    }
+    uint8_t d[32];
+    anneal_sha256_final(&hs, d);
+    if (!st) st = anneal_atomic_write(&f, d, sizeof d, err);
+    if (!st) st = anneal_atomic_commit(&f, err);
+    if (st) {
+        anneal_atomic_abort(&f);
+        return st;
+    }
+    return anneal_sha256_file(path, sha, err);
+}
+
+// Reads cdir/adapter.bin into the adapters after checking it is the file the checkpoint's
+// model.gguf names and that it was written with the same rank, alpha and targets.
+static anneal_status lora_read_state(trainer *t, const char *cdir, anneal_err *err) {
+    const anneal_gguf *g = anneal_model_gguf(t->src);
+    anneal_gguf_str want;
+    if (anneal_gguf_get_str(g, "anneal.lora.state_sha256", &want, NULL) != ANNEAL_OK)
+        return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                              "%s holds a full-training checkpoint; it cannot be resumed with "
+                              "--lora-rank",
+                              cdir);
+    char path[4300], hex[65];
+    snprintf(path, sizeof path, "%s/adapter.bin", cdir);
+    uint8_t sha[32];
+    anneal_status st = anneal_sha256_file(path, sha, err);
+    if (st) return st;
+    anneal_hex(sha, 32, hex);
+    if (want.len != 64 || memcmp(want.ptr, hex, 64) != 0)
+        return anneal_err_set(err, ANNEAL_ERR_FORMAT,
+                              "%s: its SHA-256 is not the one the checkpoint's model.gguf records",
+                              path);
+    anneal_map m;
+    if ((st = anneal_map_file(path, &m, err))) return st;
+    anneal_lora_state ls = anneal_lora_train_state(t->lora);
+    uint8_t h[LORA_HDR];
+    lora_header(h, t->o->lora, ls);
+    size_t bytes = LORA_HDR + 3 * ls.n * sizeof(float) + 32;
+    // The header must match ours except the step (bytes 32..39).
+    if (m.size != bytes || memcmp(m.data, h, 32) != 0) {
+        anneal_unmap(&m);
+        return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                              "%s was written with other LoRA settings (rank, alpha, targets) "
+                              "than this run's",
+                              path);
+    }
+    const uint8_t *p = m.data;
+    int64_t step;
+    memcpy(&step, p + 32, 8);
+    *ls.step = step;
+    float *arr[3] = {ls.params, ls.m, ls.v};
+    for (int i = 0; i < 3; i++)
+        memcpy(arr[i], p + LORA_HDR + (size_t)i * ls.n * sizeof(float), ls.n * sizeof(float));
+    anneal_unmap(&m);
+    return ANNEAL_OK;
+}
+
+// clip_grad_norm_ over the adapters' gradients (as anneal_train_clip does over the model's).
+static double lora_clip(anneal_lora_train *lt, double max_norm) {
+    anneal_lora_state ls = anneal_lora_train_state(lt);
+    double sum = 0;
+    for (size_t i = 0; i < ls.n; i++)
+        sum += (double)ls.grads[i] * ls.grads[i];
+    double norm = sqrt(sum);
+    if (max_norm > 0 && norm > max_norm) {
+        float sc = (float)(max_norm / (norm + 1e-6));
+        for (size_t i = 0; i < ls.n; i++)
+            ls.grads[i] *= sc;
+    }
+    return norm;
 }
 
 static anneal_status save_model(void *ctx, const anneal_train_model *tm, const char *path,
@@ -279,7 +392,27 @@ static anneal_status save_model(void *ctx, const anneal_train_model *tm, const c
                           .n_parents = o->n_parents,
                           .command = o->command ? o->command : "anneal train",
                           .config = o->config_json};
-    return anneal_train_model_save(tm, path, anneal_model_gguf(t->src), extra_keys, t, &lin, err);
+    if (!t->lora)
+        return anneal_train_model_save(tm, path, anneal_model_gguf(t->src), extra_keys, t, &lin,
+                                       err);
+    // LoRA: adapter.gguf and adapter.bin first, then the frozen base naming their hashes.
+    char dir[4096], ap[4300], sp[4300];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    snprintf(ap, sizeof ap, "%s/adapter.gguf", slash ? dir : ".");
+    snprintf(sp, sizeof sp, "%s/adapter.bin", slash ? dir : ".");
+    uint8_t sha[32];
+    anneal_status s = anneal_lora_train_save(t->lora, ap, &lin, err);
+    if (!s) s = anneal_sha256_file(ap, sha, err);
+    if (s) return s;
+    anneal_hex(sha, 32, t->lora_keys[0]);
+    if ((s = lora_write_state(t, sp, sha, err))) return s;
+    anneal_hex(sha, 32, t->lora_keys[1]);
+    anneal_lora_train_base(t->lora);
+    s = anneal_train_model_save(tm, path, anneal_model_gguf(t->src), extra_keys, t, &lin, err);
+    anneal_lora_train_compose(t->lora);
+    return s;
 }
 
 static void between_files(void *ctx, int64_t step) {
@@ -292,6 +425,12 @@ static anneal_status checkpoint(trainer *t, anneal_trainer_result *res, anneal_e
     anneal_status s = ckpt_write(t->o->out_dir, &t->st, t->tm, t->opt, &mw, t->o->keep,
                                  res->last_ckpt, sizeof res->last_ckpt, err);
     if (s) return s;
+    if (t->lora) { // the adapter is what this run produces
+        char *slash = strrchr(res->last_ckpt, '/');
+        if (slash)
+            snprintf(slash + 1, sizeof res->last_ckpt - (size_t)(slash + 1 - res->last_ckpt),
+                     "adapter.gguf");
+    }
     return write_svg(t, err);
 }
 
@@ -312,6 +451,8 @@ static anneal_status check_opts(const anneal_trainer_opts *o, anneal_err *err) {
     if (!(o->sched.lr > 0) || !(o->sched.min_lr >= 0) || o->sched.warmup < 0)
         return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
                               "learning rate must be > 0, min_lr >= 0, warmup >= 0");
+    if (o->lora && !o->init_from)
+        return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG, "LoRA needs a base model (init_from)");
     if (o->n_batch % anneal_mpi_size() != 0)
         return anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
                               "a batch of %d sequences does not split evenly over %d MPI ranks",
@@ -326,6 +467,7 @@ static void trainer_free(trainer *t) {
     anneal_free(t->tok);
     anneal_free(t->tgt);
     anneal_adamw_free(t->opt);
+    anneal_lora_train_free(t->lora);
     anneal_train_ctx_free(t->c);
     anneal_train_model_free(t->tm);
     anneal_model_free(t->src);
@@ -356,8 +498,17 @@ anneal_status anneal_trainer_run(const anneal_trainer_opts *o, anneal_trainer_re
         (s = anneal_train_model_from(t.src, &t.tm, err)) ||
         (s = anneal_train_ctx_new(t.tm, o->n_batch / anneal_mpi_size(), o->n_seq, o->threads, &t.c,
                                   err)) ||
-        (s = anneal_adamw_new(t.tm, &o->adamw, &t.opt, err)))
+        (s = anneal_adamw_new(t.tm, &o->adamw, &t.opt, err)) ||
+        (o->lora && (s = anneal_lora_train_new(t.tm, o->lora, &t.lora, err))))
         goto done;
+    if (o->resume && !o->lora &&
+        anneal_gguf_find(anneal_model_gguf(t.src), "anneal.lora.state_sha256")) {
+        s = anneal_err_set(err, ANNEAL_ERR_INVALID_ARG,
+                           "%s is the frozen base of a LoRA run: resume it with the same "
+                           "--lora-* flags",
+                           from);
+        goto done;
+    }
     anneal_train_ctx_set_loss(t.c, o->loss, o->loss_ctx);
     size_t n = (size_t)o->n_batch * (size_t)o->n_seq;
     t.tok = anneal_calloc(n, sizeof *t.tok);
@@ -376,7 +527,9 @@ anneal_status anneal_trainer_run(const anneal_trainer_opts *o, anneal_trainer_re
             s = anneal_err_set(err, ANNEAL_ERR_INTERNAL, "checkpoint step changed while reading");
             goto done;
         }
+        if (t.lora && (s = lora_read_state(&t, cdir, err))) goto done;
     }
+    if (t.lora) anneal_lora_train_compose(t.lora); // W = W0 + s * B.A for every forward
     if (anneal_mpi_rank() == 0 && (s = load_metrics(&t, o->resume ? start : -1, err))) goto done;
     t.metrics = anneal_mpi_rank() == 0 ? fopen(t.metrics_path, "a") : NULL;
     if (anneal_mpi_rank() == 0 && !t.metrics) {
@@ -410,9 +563,20 @@ anneal_status anneal_trainer_run(const anneal_trainer_opts *o, anneal_trainer_re
         if ((s = anneal_mpi_allreduce_grads(t.tm, err)) || (s = anneal_mpi_mean(&loss, err)))
             goto done;
         if (o->after_backward) o->after_backward(o->hook_ctx, t.tm);
-        double gn = anneal_train_clip(t.c, o->clip);
+        double gn;
         lr = anneal_lr_at(&o->sched, t.st.step);
-        anneal_adamw_update(t.opt, t.c, (float)lr);
+        if (t.lora) {
+            // dA, dB are linear in dW, so computing them once from the accumulated (and
+            // all-reduced) dW is the mean of the micro-steps' and ranks' adapter gradients.
+            anneal_lora_train_zero_grads(t.lora);
+            anneal_lora_train_grads(t.lora);
+            gn = lora_clip(t.lora, o->clip);
+            anneal_lora_train_adamw(t.lora, &o->adamw, (float)lr);
+            anneal_lora_train_compose(t.lora);
+        } else {
+            gn = anneal_train_clip(t.c, o->clip);
+            anneal_adamw_update(t.opt, t.c, (float)lr);
+        }
         t.st.step++;
         if (!isfinite(loss)) {
             s = anneal_err_set(err, ANNEAL_ERR_RANGE, "step %lld: the loss is %g (diverged)",
