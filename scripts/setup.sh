@@ -29,6 +29,9 @@ PACKAGES=(
 BENCH_PACKAGES=(
   libsentencepiece-dev # the reference SentencePiece library, for the tokenizer benchmark
   g++                  # builds the SentencePiece reference program (C++)
+  python3-torch        # the training benchmark's PyTorch side; tests/reference/train_ref.py
+  python3-numpy        # (with torch) the training reference fixtures
+  python3-jinja2       # tests/reference/chat_render.py: the chat-template fixtures
 )
 
 if [ "${1:-}" = "--bench" ]; then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi
