@@ -251,6 +251,30 @@ static bool unicode_escape(tp *t, sbuf *out, int digits) {
     return sb_put(t, out, enc, k);
 }
 
+// At the quote character of the string being read: a single-line string ends here; in a
+// multi-line one, 3-5 quotes end it (one or two more belong to the value) and fewer are
+// content. Returns 1 when the string ended, 0 to read on, -1 on an error.
+static int at_quote(tp *t, sbuf *out, char quote, bool multi) {
+    if (!multi) {
+        t->p++;
+        return 1;
+    }
+    const char pair[2] = {quote, quote};
+    size_t q = 0;
+    while (peek(t, q) == quote)
+        q++;
+    if (q >= 3) {
+        if (q > 5) {
+            fail_at(t, t->p, ANNEAL_ERR_FORMAT, "too many quotes closing a string");
+            return -1;
+        }
+        t->p += q;
+        return sb_put(t, out, pair, q - 3) ? 1 : -1;
+    }
+    t->p += q;
+    return sb_put(t, out, pair, q) ? 0 : -1;
+}
+
 // Appends the string's value to out. Multi-line forms drop a newline right after the opening
 // quotes and turn CRLF into LF.
 static bool parse_basic(tp *t, sbuf *out, bool multi) {
@@ -261,21 +285,8 @@ static bool parse_basic(tp *t, sbuf *out, bool multi) {
         int c = cur(t);
         if (c < 0) return fail_at(t, start, ANNEAL_ERR_FORMAT, "unterminated string");
         if (c == '"') {
-            if (!multi) {
-                t->p++;
-                return true;
-            }
-            size_t q = 0;
-            while (peek(t, q) == '"')
-                q++;
-            if (q >= 3) {
-                if (q > 5)
-                    return fail_at(t, t->p, ANNEAL_ERR_FORMAT, "too many quotes closing a string");
-                t->p += q;
-                return sb_put(t, out, "\"\"", q - 3);
-            }
-            t->p += q;
-            if (!sb_put(t, out, "\"\"", q)) return false;
+            int r = at_quote(t, out, '"', multi);
+            if (r) return r > 0;
             continue;
         }
         if (c == '\\') {
@@ -358,21 +369,8 @@ static bool parse_literal(tp *t, sbuf *out, bool multi) {
         int c = cur(t);
         if (c < 0) return fail_at(t, start, ANNEAL_ERR_FORMAT, "unterminated string");
         if (c == '\'') {
-            if (!multi) {
-                t->p++;
-                return true;
-            }
-            size_t q = 0;
-            while (peek(t, q) == '\'')
-                q++;
-            if (q >= 3) {
-                if (q > 5)
-                    return fail_at(t, t->p, ANNEAL_ERR_FORMAT, "too many quotes closing a string");
-                t->p += q;
-                return sb_put(t, out, "''", q - 3);
-            }
-            t->p += q;
-            if (!sb_put(t, out, "''", q)) return false;
+            int r = at_quote(t, out, '\'', multi);
+            if (r) return r > 0;
             continue;
         }
         if (multi && is_newline(t)) {
